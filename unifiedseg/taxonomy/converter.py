@@ -1,0 +1,359 @@
+"""Map each dataset's label ids into one label space, and universal predictions back to test datasets.
+
+Three label spaces share one API (`TaxonomyConverter`):
+- unified: MSeg's universal classes from a taxonomy TSV (`TaxonomyConverter.from_tsv`);
+- naive: MSeg's naive-merge baseline, the union of the datasets' class names merged only where
+  names are identical (`NaiveTaxonomyConverter.from_tsv`);
+- oracle: one dataset in its own taxonomy, identity mapping (`OracleTaxonomyConverter.for_dataset`).
+
+A dataset class maps to a set of classes of the label space: one class (the usual case), none (it
+is ignored), or several (one-to-many, written `~name` in the TSV). `label_lut` gives a hard label
+only for the first case; the others become IGNORE_INDEX there, and `target_sets` keeps the sets for
+the partial-label loss.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+import torch
+
+from unifiedseg.constants import IGNORE_INDEX, MAX_CLASSES
+from unifiedseg.taxonomy.table import UNLABELED, TaxonomyError, TaxonomyTable, parse_cell
+from unifiedseg.taxonomy.validate import raise_on_errors, validate
+
+
+@dataclass(frozen=True)
+class DatasetMapping:
+    """How one training dataset's label ids map into the label space.
+
+    targets[i] is the set of label-space class ids that dataset class i may be (empty: ignored).
+    """
+
+    class_names: tuple[str, ...]
+    targets: tuple[frozenset[int], ...]
+
+
+@dataclass(frozen=True)
+class TestMapping:
+    """How label-space classes count towards a test dataset's classes.
+
+    test_class_of[u] is the test class id that label-space class u counts towards, or None.
+    """
+
+    class_names: tuple[str, ...]
+    test_class_of: tuple[int | None, ...]
+
+
+class TaxonomyConverter:
+    """Maps dataset label ids to a shared label space and shared-space predictions to test datasets."""
+
+    kind = "unified"
+    ignore_index = IGNORE_INDEX
+
+    def __init__(self, *, class_names: list[str], train: dict[str, DatasetMapping],
+                 test: dict[str, TestMapping], source: str = "") -> None:
+        if len(class_names) > MAX_CLASSES:
+            raise TaxonomyError(f"{source or self.kind}: {len(class_names)} classes; uint8 label maps hold at most "
+                                f"{MAX_CLASSES} ({IGNORE_INDEX} is the ignore label)")
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.source = source
+        self._train = dict(train)
+        self._test = dict(test)
+        self._luts: dict[str, np.ndarray] = {}
+        self._torch_luts: dict[tuple[str, torch.device], torch.Tensor] = {}
+
+    # ---- construction --------------------------------------------------------------------------
+    @classmethod
+    def from_tsv(cls, tsv="mseg", train_datasets=None, test_datasets=None) -> "TaxonomyConverter":
+        """Load a taxonomy TSV (`"mseg"`, `"demo"` or a path). None selects every dataset column of that kind."""
+        table = _load_valid_table(tsv)
+        train_datasets = _select(table, train_datasets, table.train_datasets, "training")
+        test_datasets = _select(table, test_datasets, table.test_datasets, "test")
+        rows = table.class_row_indices
+        train = {}
+        for dataset in train_datasets:
+            names = table.dataset_names(dataset)
+            targets: dict[str, set[int]] = {name: set() for name in names}
+            for universal_id, row in enumerate(rows):
+                for entry in parse_cell(table.cell(row, dataset)):
+                    targets[entry.name].add(universal_id)
+            train[dataset] = DatasetMapping(tuple(names), tuple(frozenset(targets[n]) for n in names))
+        test = {}
+        for dataset in test_datasets:
+            names = table.dataset_names(dataset)
+            first_id = {}
+            for i, name in enumerate(names):
+                first_id.setdefault(name, i)
+            test_class_of = []
+            for row in rows:
+                entries = parse_cell(table.cell(row, dataset))
+                test_class_of.append(first_id[entries[0].name] if entries else None)
+            test[dataset] = TestMapping(tuple(names), tuple(test_class_of))
+        return cls(class_names=table.class_names, train=train, test=test, source=str(table.path))
+
+    # ---- what it holds -------------------------------------------------------------------------
+    @property
+    def train_datasets(self) -> list[str]:
+        return list(self._train)
+
+    @property
+    def test_datasets(self) -> list[str]:
+        return list(self._test)
+
+    def dataset_class_names(self, dataset: str) -> list[str]:
+        """Class names of a training or test dataset, by label id."""
+        if dataset in self._train:
+            return list(self._train[dataset].class_names)
+        return list(self._test_mapping(dataset).class_names)
+
+    def _mapping(self, dataset: str) -> DatasetMapping:
+        try:
+            return self._train[dataset]
+        except KeyError:
+            raise TaxonomyError(f"{dataset!r} is not a training dataset of this {self.kind} taxonomy ({self.source}); "
+                                f"training datasets: {', '.join(self._train) or 'none'}") from None
+
+    def _test_mapping(self, dataset: str) -> TestMapping:
+        try:
+            return self._test[dataset]
+        except KeyError:
+            raise TaxonomyError(f"{dataset!r} is not a test dataset of this {self.kind} taxonomy ({self.source}); "
+                                f"test datasets: {', '.join(self._test) or 'none'}") from None
+
+    # ---- label maps ----------------------------------------------------------------------------
+    def label_lut(self, dataset: str) -> np.ndarray:
+        """uint8 (256,) table: dataset label id -> class id; ignored, one-to-many and unknown ids -> 255."""
+        if dataset not in self._luts:
+            lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+            for class_id, targets in enumerate(self._mapping(dataset).targets):
+                if len(targets) == 1:
+                    lut[class_id] = next(iter(targets))
+            lut.flags.writeable = False
+            self._luts[dataset] = lut
+        return self._luts[dataset]
+
+    def to_universal(self, label, dataset: str, strict: bool = False):
+        """Map a label map (numpy or torch, any shape, integer dtype) to class ids by table lookup.
+
+        Returns the same kind and dtype. `strict=True` raises on ids that are neither a class of
+        `dataset` nor 255, naming them; otherwise such ids become 255 like label_lut says.
+        """
+        lut = self.label_lut(dataset)
+        if strict:
+            self.check_label_ids(label, dataset)
+        if isinstance(label, torch.Tensor):
+            return self._to_universal_torch(label, dataset, lut)
+        label = np.asarray(label)
+        _check_integer(label.dtype, dataset)
+        if label.dtype == np.uint8:
+            return _lut_uint8(label, lut)
+        _check_range(label, dataset)
+        return lut[label].astype(label.dtype, copy=False)
+
+    def _to_universal_torch(self, label: torch.Tensor, dataset: str, lut: np.ndarray) -> torch.Tensor:
+        if label.is_floating_point() or label.is_complex() or label.dtype == torch.bool:
+            raise TypeError(f"label map for {dataset!r} must have an integer dtype, got {label.dtype}")
+        if label.dtype == torch.uint8 and label.device.type == "cpu":
+            return torch.from_numpy(_lut_uint8(label.numpy(), lut))
+        if label.dtype != torch.uint8:
+            _check_range(label, dataset)
+        key = (dataset, label.device)
+        if key not in self._torch_luts:
+            self._torch_luts[key] = torch.from_numpy(lut.copy()).to(label.device)
+        return self._torch_luts[key][label.long()].to(label.dtype)
+
+    def check_label_ids(self, label, dataset: str, source: str = "") -> None:
+        """Raise ValueError naming every id in `label` that is neither a class of `dataset` nor 255."""
+        n = len(self._mapping(dataset).class_names)
+        values = label.cpu().numpy() if isinstance(label, torch.Tensor) else np.asarray(label)
+        _check_integer(values.dtype, dataset)
+        if values.dtype != np.uint8:
+            _check_range(values, dataset, source)
+        counts = np.bincount(values.reshape(-1).astype(np.uint8, copy=False), minlength=256)
+        bad = [i for i in np.flatnonzero(counts[n:IGNORE_INDEX]) + n]
+        if bad:
+            listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])
+            raise ValueError(f"{source + ': ' if source else ''}label ids {listed} are outside {dataset}'s {n} classes "
+                             f"(valid: 0-{n - 1}, and {IGNORE_INDEX} for unlabeled)")
+
+    def target_sets(self, dataset: str) -> torch.Tensor:
+        """BoolTensor (n_dataset_classes, num_classes): the classes each dataset class may be."""
+        targets = self._mapping(dataset).targets
+        sets = torch.zeros(len(targets), self.num_classes, dtype=torch.bool)
+        for class_id, allowed in enumerate(targets):
+            sets[class_id, sorted(allowed)] = True
+        return sets
+
+    def one_to_many_ids(self, dataset: str) -> list[int]:
+        """Dataset label ids that may be several classes (label_lut gives them 255)."""
+        return [i for i, t in enumerate(self._mapping(dataset).targets) if len(t) > 1]
+
+    # ---- predictions to test datasets ----------------------------------------------------------
+    def test_matrix(self, dataset: str) -> torch.Tensor:
+        """Float (n_test_classes, num_classes) 0/1 matrix: which classes count towards each test class."""
+        mapping = self._test_mapping(dataset)
+        matrix = torch.zeros(len(mapping.class_names), self.num_classes)
+        for universal_id, test_id in enumerate(mapping.test_class_of):
+            if test_id is not None:
+                matrix[test_id, universal_id] = 1.0
+        return matrix
+
+    def to_test_probs(self, logits: torch.Tensor, dataset: str) -> torch.Tensor:
+        """(N, num_classes, H, W) logits -> (N, n_test_classes, H, W) test-class probabilities.
+
+        Softmax over the label space, then each test class sums the probabilities of the classes
+        that count towards it (MSeg's zero-shot protocol).
+        """
+        if logits.dim() != 4 or logits.shape[1] != self.num_classes:
+            raise ValueError(f"logits must be (N, {self.num_classes}, H, W) for this {self.kind} taxonomy, "
+                             f"got {tuple(logits.shape)}")
+        probs = logits.float().softmax(dim=1)
+        matrix = self.test_matrix(dataset).to(probs.device)
+        n, u, h, w = probs.shape
+        return torch.matmul(matrix, probs.reshape(n, u, h * w)).reshape(n, -1, h, w)
+
+    # ---- identity ------------------------------------------------------------------------------
+    def fingerprint(self) -> str:
+        """A short hash of everything that decides the mapping; stored in checkpoints."""
+        content = {
+            "kind": self.kind,
+            "classes": self.class_names,
+            "train": {d: [list(m.class_names), [sorted(t) for t in m.targets]] for d, m in sorted(self._train.items())},
+            "test": {d: [list(m.class_names), list(m.test_class_of)] for d, m in sorted(self._test.items())},
+        }
+        blob = json.dumps(content, sort_keys=True, separators=(",", ":")).encode("utf-8")
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def __repr__(self) -> str:
+        return (f"{type(self).__name__}({self.num_classes} classes, train={self.train_datasets}, "
+                f"test={self.test_datasets}, fingerprint={self.fingerprint()})")
+
+
+class NaiveTaxonomyConverter(TaxonomyConverter):
+    """MSeg's naive-merge baseline: one class per distinct dataset class name.
+
+    Classes are the training datasets' class names in order of first appearance, merged only where
+    the names are identical; a class named `unlabeled` is ignored. For zero-shot evaluation a naive
+    class counts towards the test class that the unified TSV gives its dataset classes (the most
+    frequent one when they disagree, the first seen on a tie), so the baseline gets the same expert
+    test mapping as the unified model and only the training label space differs.
+    """
+
+    kind = "naive"
+
+    @classmethod
+    def from_tsv(cls, tsv="mseg", train_datasets=None, test_datasets=None) -> "NaiveTaxonomyConverter":
+        unified = TaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
+        class_names: list[str] = []
+        index: dict[str, int] = {}
+        train = {}
+        for dataset in unified.train_datasets:
+            names = unified.dataset_class_names(dataset)
+            targets = []
+            for name in names:
+                if name == UNLABELED:
+                    targets.append(frozenset())
+                    continue
+                if name not in index:
+                    index[name] = len(class_names)
+                    class_names.append(name)
+                targets.append(frozenset([index[name]]))
+            train[dataset] = DatasetMapping(tuple(names), tuple(targets))
+        if len(class_names) > MAX_CLASSES:
+            raise TaxonomyError(f"the naive merge of {', '.join(unified.train_datasets)} has {len(class_names)} distinct "
+                                f"class names, more than the {MAX_CLASSES} a uint8 label map holds; merge fewer datasets "
+                                f"or use their relabeled versions")
+        test = {}
+        for dataset in unified.test_datasets:
+            unified_test = unified._test_mapping(dataset)
+            votes = [Counter() for _ in class_names]
+            for train_dataset, mapping in unified._train.items():
+                for name, universal_ids in zip(mapping.class_names, mapping.targets):
+                    if name == UNLABELED:
+                        continue
+                    for u in sorted(universal_ids):
+                        test_id = unified_test.test_class_of[u]
+                        if test_id is not None:
+                            votes[index[name]][test_id] += 1
+            test_class_of = tuple(v.most_common(1)[0][0] if v else None for v in votes)
+            test[dataset] = TestMapping(unified_test.class_names, test_class_of)
+        return cls(class_names=class_names, train=train, test=test, source=unified.source)
+
+
+class OracleTaxonomyConverter(TaxonomyConverter):
+    """One dataset in its own taxonomy (MSeg's oracle runs): identity mapping, train and test."""
+
+    kind = "oracle"
+
+    @classmethod
+    def for_dataset(cls, dataset: str, tsv="mseg") -> "OracleTaxonomyConverter":
+        """`dataset` may be any dataset column of the TSV, training or test; its class list defines the space."""
+        table = TaxonomyTable.load(tsv)
+        columns = table.train_datasets + table.test_datasets
+        if dataset not in columns:
+            raise TaxonomyError(f"{dataset!r} is no dataset column of {table.path}; columns: {', '.join(columns)}")
+        names = table.dataset_names(dataset)
+        train = {dataset: DatasetMapping(tuple(names), tuple(frozenset([i]) for i in range(len(names))))}
+        test = {dataset: TestMapping(tuple(names), tuple(range(len(names))))}
+        return cls(class_names=names, train=train, test=test, source=f"{table.path}:{dataset}")
+
+
+def build_converter(kind: str, tsv="mseg", train_datasets=None, test_datasets=None):
+    """Construct the converter a config names: kind is 'unified', 'naive' or 'oracle'."""
+    if kind == "unified":
+        return TaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
+    if kind == "naive":
+        return NaiveTaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
+    if kind == "oracle":
+        datasets = list(train_datasets or [])
+        if len(datasets) != 1:
+            raise TaxonomyError(f"an oracle taxonomy takes exactly one dataset, got {datasets}")
+        return OracleTaxonomyConverter.for_dataset(datasets[0], tsv)
+    raise TaxonomyError(f"unknown taxonomy kind {kind!r}; valid kinds: unified, naive, oracle")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+def _load_valid_table(tsv) -> TaxonomyTable:
+    table = TaxonomyTable.load(tsv)
+    raise_on_errors(validate(table), table.path)
+    return table
+
+
+def _select(table: TaxonomyTable, requested, available: list[str], kind: str) -> list[str]:
+    if requested is None:
+        return list(available)
+    requested = list(requested)
+    for dataset in requested:
+        if dataset not in available:
+            reason = table.meta.skip_columns.get(dataset)
+            note = f" (skipped: {reason})" if reason else ""
+            raise TaxonomyError(f"{dataset!r} is not a {kind} dataset of {table.path}{note}; {kind} datasets: {', '.join(available)}")
+    return requested
+
+
+def _check_integer(dtype, dataset: str) -> None:
+    if not np.issubdtype(dtype, np.integer):
+        raise TypeError(f"label map for {dataset!r} must have an integer dtype, got {dtype}")
+
+
+def _check_range(label, dataset: str, source: str = "") -> None:
+    if label.numel() if isinstance(label, torch.Tensor) else label.size:
+        low, high = int(label.min()), int(label.max())
+        if low < 0 or high > 255:
+            bad = low if low < 0 else high
+            raise ValueError(f"{source + ': ' if source else ''}label id {bad} for {dataset!r} is outside 0-255")
+
+
+def _lut_uint8(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """uint8 table lookup through OpenCV's vectorised LUT (several GB/s on one core)."""
+    if label.size == 0:
+        return label.copy()
+    flat = np.ascontiguousarray(label).reshape(1, -1) if label.ndim < 2 else np.ascontiguousarray(label).reshape(-1, label.shape[-1])
+    return cv2.LUT(flat, lut).reshape(label.shape)
