@@ -104,8 +104,6 @@ def load_names(path: Path) -> list[str]:
             raise TaxonomyError(f"{path}:{number}: empty class name (line {number} is label id {number - 1})")
         if name != name.strip():
             raise TaxonomyError(f"{path}:{number}: class name {name!r} has leading or trailing whitespace")
-    if len(lines) > 255:
-        raise TaxonomyError(f"{path}: {len(lines)} classes; a uint8 label map holds at most 255 (255 is unlabeled)")
     return lines
 
 
