@@ -176,7 +176,15 @@ class TaxonomyConverter:
         _check_integer(values.dtype, dataset)
         if values.dtype != np.uint8:
             _check_range(values, dataset, source)
-        counts = np.bincount(values.reshape(-1).astype(np.uint8, copy=False), minlength=256)
+        flat = values.reshape(-1).astype(np.uint8, copy=False)
+        if flat.size:
+            # Fast path: an OpenCV lookup marks out-of-taxonomy ids, counted with SIMD; only a
+            # failing map pays for the full histogram that names the ids.
+            invalid = np.zeros(256, dtype=np.uint8)
+            invalid[n:IGNORE_INDEX] = 1
+            if cv2.countNonZero(cv2.LUT(flat.reshape(1, -1), invalid)) == 0:
+                return
+        counts = np.bincount(flat, minlength=256)
         bad = [i for i in np.flatnonzero(counts[n:IGNORE_INDEX]) + n]
         if bad:
             listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])

@@ -205,7 +205,7 @@ class TaxonomyTable:
     def load(cls, tsv: str | os.PathLike) -> "TaxonomyTable":
         path = resolve_tsv(tsv)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = path.read_bytes().decode("utf-8")  # bytes: keep CRLF line ends to write them back
         except UnicodeDecodeError as err:
             raise TaxonomyError(f"{path}: not UTF-8 text ({err})") from err
         return cls.parse(text, path=path, meta=TaxonomyMeta.for_tsv(path))

@@ -153,8 +153,7 @@ def _check_train_column(table: TaxonomyTable, dataset: str, report) -> None:
             if entry.partial and universal == UNLABELED:
                 report(ERROR, f"~{entry.name} in the unlabeled row: a one-to-many class may be several universal classes, not 'unlabeled'",
                        line, dataset, raw)
-                continue
-            occurrences[entry.name].append((line, entry.partial, universal))
+            occurrences[entry.name].append((line, entry.partial and universal != UNLABELED, universal))
     for class_id, name in enumerate(names):
         found = occurrences.get(name, [])
         if name in names[:class_id]:
