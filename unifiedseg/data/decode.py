@@ -1,0 +1,85 @@
+"""Read images and label maps from disk, refusing missing, corrupt and truncated files by name.
+
+Images decode to RGB uint8 (optionally at 1/2, 1/4 or 1/8 size through libjpeg's DCT scaling, which
+is several times cheaper than a full decode followed by a downscale); labels decode unchanged
+(uint8, or uint16 for releases with more than 256 ids).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+JPEG_SUFFIXES = (".jpg", ".jpeg")
+REDUCED_FLAGS = {1: cv2.IMREAD_COLOR, 2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
+                 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+class BadSampleError(ValueError):
+    """A sample's file is missing, unreadable, corrupt, truncated or inconsistent."""
+
+    def __init__(self, path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.path = str(path)
+        self.problem = problem
+
+
+def read_bytes(path: str | os.PathLike) -> np.ndarray:
+    try:
+        with open(path, "rb") as handle:
+            data = handle.read()
+    except FileNotFoundError:
+        raise BadSampleError(path, "file does not exist") from None
+    except OSError as err:
+        raise BadSampleError(path, f"cannot read: {err.strerror}") from None
+    if not data:
+        raise BadSampleError(path, "file is empty")
+    return np.frombuffer(data, dtype=np.uint8)
+
+
+def _check_complete(path, data: np.ndarray) -> None:
+    """libjpeg decodes a truncated JPEG into a grey-padded image without failing, so check the end marker."""
+    suffix = Path(path).suffix.lower()
+    if suffix in JPEG_SUFFIXES:
+        # Some writers pad after the end-of-image marker; look for it near the end.
+        tail = data[-64:].tobytes()
+        if b"\xff\xd9" not in tail:
+            raise BadSampleError(path, "truncated JPEG (no end-of-image marker)")
+    elif suffix == ".png":
+        if b"IEND" not in data[-16:].tobytes():
+            raise BadSampleError(path, "truncated PNG (no IEND chunk)")
+
+
+def read_image(path: str | os.PathLike, reduce: int = 1) -> np.ndarray:
+    """RGB uint8 HxWx3. `reduce` in {1, 2, 4, 8} decodes JPEGs at 1/reduce size (ceil of each side);
+    other formats are decoded fully and resized to the same size, so callers need not care."""
+    if reduce not in REDUCED_FLAGS:
+        raise ValueError(f"reduce must be one of {sorted(REDUCED_FLAGS)}, got {reduce}")
+    data = read_bytes(path)
+    _check_complete(path, data)
+    is_jpeg = Path(path).suffix.lower() in JPEG_SUFFIXES
+    image = cv2.imdecode(data, REDUCED_FLAGS[reduce] if is_jpeg else cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadSampleError(path, "corrupt or unsupported image (decoder failed)")
+    if reduce > 1 and not is_jpeg:
+        h, w = image.shape[:2]
+        image = cv2.resize(image, (-(-w // reduce), -(-h // reduce)), interpolation=cv2.INTER_AREA)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
+def read_label(path: str | os.PathLike) -> np.ndarray:
+    """Single-channel label map, uint8 or uint16, exactly as stored."""
+    data = read_bytes(path)
+    _check_complete(path, data)
+    label = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    if label is None:
+        raise BadSampleError(path, "corrupt or unsupported label image (decoder failed)")
+    if label.ndim != 2:
+        raise BadSampleError(path, f"label map must have one channel, got shape {label.shape} "
+                                   f"(colour-coded labels need converting to ids first)")
+    if label.dtype not in (np.uint8, np.uint16):
+        raise BadSampleError(path, f"label map must be uint8 or uint16, got {label.dtype}")
+    return label

@@ -1,0 +1,85 @@
+"""Map label ids as stored on disk to the training label space in one table lookup.
+
+Up to three mappings compose into one table: the disk release to the dataset's taxonomy (e.g.
+Cityscapes `labelIds` -> train ids, `taxonomy/remap/`), then the dataset's taxonomy to the label
+space being trained (unified, naive, or none for an oracle run).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from unifiedseg.constants import IGNORE_INDEX
+from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.registry import DatasetInfo, RegistryError
+from unifiedseg.paths import taxonomy_dir
+from unifiedseg.taxonomy.remap import release_lut
+from unifiedseg.taxonomy.table import load_names
+
+
+@dataclass(frozen=True)
+class LabelMapper:
+    """Checks disk label ids and maps them to training ids with one lookup table."""
+
+    dataset: str
+    lut: np.ndarray  # disk id -> training id (uint8), length 256, or 65536 for uint16 releases
+    num_disk_classes: int
+
+    def check(self, label: np.ndarray, path="") -> None:
+        """Raise BadSampleError naming ids that the disk release does not have (255 is unlabeled in uint8 maps)."""
+        n = self.num_disk_classes
+        if label.dtype == np.uint8:
+            if n >= IGNORE_INDEX:
+                return
+            invalid = np.zeros(256, dtype=np.uint8)
+            invalid[n:IGNORE_INDEX] = 1
+            if cv2.countNonZero(cv2.LUT(label.reshape(label.shape[0], -1), invalid)) == 0:
+                return
+            counts = np.bincount(label.reshape(-1), minlength=256)
+            bad = [i for i in range(n, IGNORE_INDEX) if counts[i]]
+        else:
+            if label.size == 0 or int(label.max()) < n:
+                return
+            values, counts = np.unique(label[label >= n], return_counts=True)
+            bad = values.tolist()
+            counts = dict(zip(bad, counts.tolist()))
+        listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])
+        raise BadSampleError(path, f"label ids {listed} are outside {self.dataset}'s {n} classes "
+                                   f"(valid: 0-{n - 1}{', and 255 for unlabeled' if label.dtype == np.uint8 else ''})")
+
+    def __call__(self, label: np.ndarray) -> np.ndarray:
+        """uint8 training ids, same shape."""
+        if label.dtype == np.uint8:
+            return cv2.LUT(label.reshape(label.shape[0], -1), self.lut[:256]).reshape(label.shape)
+        return self.lut[label]
+
+
+def build_label_mapper(info: DatasetInfo, converter=None) -> LabelMapper:
+    """The mapper for one registry dataset; `converter=None` keeps the dataset's own ids (oracle runs,
+    test datasets in their own label space)."""
+    names_dir = taxonomy_dir() / "dataset_lists"
+    own_names = load_names(names_dir / info.name / f"{info.name}_names.txt")
+    if len(own_names) != info.num_classes:
+        raise RegistryError(f"{info.source}: dataset {info.name!r} declares num_classes {info.num_classes}, but its "
+                            f"class-name list has {len(own_names)}")
+    if info.disk_taxonomy:
+        disk_names = load_names(names_dir / info.disk_taxonomy / f"{info.disk_taxonomy}_names.txt")
+        disk_lut = release_lut(info.disk_taxonomy, info.name)
+    else:
+        disk_names = own_names
+        disk_lut = np.full(max(256, len(own_names)), IGNORE_INDEX, dtype=np.uint8)
+        disk_lut[: len(own_names)] = np.arange(len(own_names))
+    if converter is None:
+        lut = disk_lut
+    else:
+        space_lut = converter.label_lut(info.name)
+        lut = space_lut[disk_lut]
+    if len(lut) > 256:  # uint16 release: a full table so any stored id indexes safely
+        full = np.full(65536, IGNORE_INDEX, dtype=np.uint8)
+        full[: len(lut)] = lut
+        lut = full
+    lut.flags.writeable = False
+    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names))
