@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 
 from unifiedseg.taxonomy.table import (
     PARTIAL_MARK,
-    UNIVERSAL_COLUMN,
     UNLABELED,
     CellEntry,
     CellSyntaxError,
@@ -99,7 +98,7 @@ class ClassChange:
 
 @dataclass(frozen=True)
 class TestChange:
-    """A universal class whose test class changed in one test dataset."""
+    """A universal class (present in both tables) whose test class changed in one test dataset."""
 
     universal: str
     old: str
@@ -200,15 +199,10 @@ def diff_tables(old: TaxonomyTable, new: TaxonomyTable) -> TaxonomyDiff:
     for dataset in common_test:
         old_map = {rename.get(u, u): t for u, t in test_targets(old, dataset).items()}
         new_map = test_targets(new, dataset)
-        order = list(dict.fromkeys(new_classes + [rename.get(c, c) for c in old_classes]))
+        in_both = set(rename.get(c, c) for c in old_classes)  # added and removed classes are listed above
         changes = [TestChange(u, old_map.get(u, NO_TEST_CLASS), new_map.get(u, NO_TEST_CLASS))
-                   for u in order if old_map.get(u) != new_map.get(u)]
+                   for u in new_classes if u in in_both and old_map.get(u) != new_map.get(u)]
         if changes:
             result.test_changes[dataset] = changes
     return result
 
-
-__all__ = [
-    "ClassChange", "TaxonomyDiff", "TestChange", "cell_entries", "column_targets", "dataset_columns",
-    "diff_tables", "format_targets", "test_targets", "UNIVERSAL_COLUMN",
-]
