@@ -1,0 +1,164 @@
+"""Datasets that decode a sample, augment it and map its label into the training label space.
+
+`SegmentationDataset` is one dataset's split. `MultiDataset` holds several by name and is indexed by
+`SampleKey`s that `KeyedBatchSampler` makes from a `MultiDatasetSampler`: the key carries the
+iteration and batch slot, so each draw's augmentation is seeded by (seed, iteration, rank, slot) and
+a run is reproducible and resumable whatever the number of loader workers.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from unifiedseg.data.decode import BadSampleError, read_image, read_label
+from unifiedseg.data.labels import LabelMapper, build_label_mapper
+from unifiedseg.data.listfile import ListEntry, read_list
+from unifiedseg.data.registry import DatasetInfo
+from unifiedseg.data.transforms import TrainTransform, ValTransform, decode_reduction
+
+logger = logging.getLogger(__name__)
+
+ON_BAD_SAMPLE = ("error", "skip")
+# How many following samples a `skip` policy tries before giving up on a run of bad files.
+MAX_CONSECUTIVE_BAD = 16
+
+
+class SampleKey(NamedTuple):
+    """Which sample to load, and which draw it is (for the augmentation's random seed)."""
+
+    dataset: str
+    index: int
+    iteration: int = 0
+    slot: int = 0
+
+
+@dataclass
+class SegmentationDataset(torch.utils.data.Dataset):
+    """One dataset split: entries of its list file, a label mapper, a transform.
+
+    Items are dicts: image (float32 CHW, or uint8 CHW when the transform does not normalise), label
+    (int64 HW, training ids, 255 ignored), dataset (name), path (image file), bad_samples (problems of
+    files skipped to produce this item, under on_bad_sample='skip').
+    """
+
+    name: str
+    entries: list[ListEntry]
+    label_mapper: LabelMapper
+    transform: TrainTransform | ValTransform | None = None
+    on_bad_sample: str = "error"
+    seed: int = 0
+    reduced_decoding: bool = True  # decode JPEGs at 1/2, 1/4, 1/8 when the warp shrinks them that much
+    rank: int = 0
+
+    def __post_init__(self) -> None:
+        if self.on_bad_sample not in ON_BAD_SAMPLE:
+            raise ValueError(f"data.on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, got {self.on_bad_sample!r}")
+
+    @classmethod
+    def from_registry(cls, info: DatasetInfo, split: str, data_root, *, converter=None, **kwargs) -> "SegmentationDataset":
+        """`converter=None` keeps the dataset's own label ids (oracle runs, evaluation in its own space)."""
+        entries = read_list(info.list_path(split, data_root), info.folder(data_root))
+        return cls(name=info.name, entries=entries, label_mapper=build_label_mapper(info, converter), **kwargs)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __getitem__(self, key) -> dict:
+        key = key if isinstance(key, SampleKey) else SampleKey(self.name, int(key))
+        problems = []
+        index = key.index
+        for _ in range(MAX_CONSECUTIVE_BAD):
+            try:
+                item = self.load(index, key)
+                item["bad_samples"] = problems
+                return item
+            except BadSampleError as err:
+                if self.on_bad_sample == "error":
+                    raise BadSampleError(err.path, f"{err.problem} (dataset {self.name}, list line "
+                                                   f"{self.entries[index].line}; set data.on_bad_sample=skip to skip bad samples)") from None
+                logger.warning("skipping bad sample of %s: %s", self.name, err)
+                problems.append(str(err))
+                index = (index + 1) % len(self.entries)
+        raise BadSampleError(self.entries[key.index].image, f"{MAX_CONSECUTIVE_BAD} consecutive bad samples from list line "
+                                                            f"{self.entries[key.index].line} of {self.name}: " + "; ".join(problems))
+
+    def load(self, index: int, key: SampleKey) -> dict:
+        entry = self.entries[index]
+        label = read_label(entry.label)
+        self.label_mapper.check(label, entry.label)
+        label = self.label_mapper(label)
+        if isinstance(self.transform, TrainTransform):
+            rng = np.random.default_rng([self.seed, key.iteration, self.rank, key.slot, index])
+            params = self.transform.sample_params(label.shape, rng)
+            reduction = decode_reduction(params) if self.reduced_decoding else 1
+            image = read_image(entry.image, reduce=reduction)
+            _check_size(entry, image, label, reduction)
+            image, label = self.transform.apply(image, label, params, decoded_scale=1.0 / reduction)
+            image_t, label_t = self.transform.to_tensors(image, label)
+        else:
+            image = read_image(entry.image)
+            _check_size(entry, image, label, 1)
+            if self.transform is not None:
+                image_t, label_t = self.transform(image, label)
+            else:
+                image_t = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
+                label_t = torch.from_numpy(label.astype(np.int64))
+        return {"image": image_t, "label": label_t, "dataset": self.name, "path": str(entry.image)}
+
+
+def _check_size(entry: ListEntry, image: np.ndarray, label: np.ndarray, reduction: int) -> None:
+    # A reduced decode is ceil(side / k) for JPEGs and round(side / k) for other formats.
+    expected = [(-(-side // reduction), round(side / reduction)) for side in label.shape]
+    if not all(got in allowed for got, allowed in zip(image.shape[:2], expected)):
+        full = f"{image.shape[0]}x{image.shape[1]}" if reduction == 1 else f"about {image.shape[0] * reduction}x{image.shape[1] * reduction}"
+        raise BadSampleError(entry.image, f"image is {full} but its label {entry.label} is {label.shape[0]}x{label.shape[1]}")
+
+
+class MultiDataset(torch.utils.data.Dataset):
+    """Several SegmentationDatasets indexed by SampleKey(dataset, index, iteration, slot)."""
+
+    def __init__(self, datasets: list[SegmentationDataset]):
+        self.datasets = {d.name: d for d in datasets}
+        if len(self.datasets) != len(datasets):
+            raise ValueError(f"a dataset is listed twice: {[d.name for d in datasets]}")
+
+    def sizes(self) -> dict[str, int]:
+        return {name: len(d) for name, d in self.datasets.items()}
+
+    def __len__(self) -> int:
+        return sum(self.sizes().values())
+
+    def __getitem__(self, key: SampleKey) -> dict:
+        return self.datasets[key.dataset][key]
+
+
+class KeyedBatchSampler:
+    """Turns a MultiDatasetSampler's batches into lists of SampleKeys, from `start_iter` on."""
+
+    def __init__(self, sampler, start_iter: int = 0):
+        self.sampler = sampler
+        self.start_iter = start_iter
+
+    def __iter__(self):
+        for iteration in range(self.start_iter, len(self.sampler)):
+            batch = self.sampler.batch_at(iteration)
+            yield [SampleKey(name, index, iteration, slot) for slot, (name, index) in enumerate(batch)]
+
+    def __len__(self) -> int:
+        return max(0, len(self.sampler) - self.start_iter)
+
+
+def collate(items: list[dict]) -> dict:
+    """Stack images and labels; keep dataset names and paths as lists; gather skipped-sample problems."""
+    return {
+        "image": torch.stack([item["image"] for item in items]),
+        "label": torch.stack([item["label"] for item in items]),
+        "dataset": [item["dataset"] for item in items],
+        "path": [item["path"] for item in items],
+        "bad_samples": [problem for item in items for problem in item.get("bad_samples", [])],
+    }
