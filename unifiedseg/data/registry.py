@@ -23,7 +23,7 @@ from pathlib import Path
 import yaml
 
 from unifiedseg.paths import taxonomy_dir
-from unifiedseg.taxonomy.table import suggest
+from unifiedseg.utils.names import suggest
 
 DATA_ROOT_ENV = "UNIFIEDSEG_DATA_ROOT"
 REQUIRED_KEYS = ("root", "lists", "num_classes")

@@ -66,7 +66,7 @@ class TaxonomyConverter:
         self.source = source
         self._train = dict(train)
         self._test = dict(test)
-        self._luts: dict[str, np.ndarray] = {}
+        self._luts: dict[tuple[str, bool], np.ndarray] = {}
         self._torch_luts: dict[tuple[str, torch.device], torch.Tensor] = {}
 
     # ---- construction --------------------------------------------------------------------------
@@ -128,16 +128,27 @@ class TaxonomyConverter:
                                 f"test datasets: {', '.join(self._test) or 'none'}") from None
 
     # ---- label maps ----------------------------------------------------------------------------
-    def label_lut(self, dataset: str) -> np.ndarray:
-        """uint8 (256,) table: dataset label id -> class id; ignored, one-to-many and unknown ids -> 255."""
-        if dataset not in self._luts:
+    def label_lut(self, dataset: str, partial: bool = False) -> np.ndarray:
+        """uint8 (256,) table: dataset label id -> class id; ignored, one-to-many and unknown ids -> 255.
+
+        With `partial=True` a one-to-many class maps to num_classes + the index of its set in
+        `partial_sets()` instead of 255 (for training with the partial-label loss).
+        """
+        key = (dataset, partial)
+        if key not in self._luts:
             lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+            partial_index = {s: i for i, s in enumerate(self.partial_sets())} if partial else {}
+            if partial and self.num_classes + len(partial_index) > IGNORE_INDEX:
+                raise TaxonomyError(f"{self.num_classes} classes and {len(partial_index)} one-to-many class sets do not fit "
+                                    f"below the ignore label {IGNORE_INDEX} of a uint8 label map")
             for class_id, targets in enumerate(self._mapping(dataset).targets):
                 if len(targets) == 1:
                     lut[class_id] = next(iter(targets))
+                elif len(targets) > 1 and partial:
+                    lut[class_id] = self.num_classes + partial_index[targets]
             lut.flags.writeable = False
-            self._luts[dataset] = lut
-        return self._luts[dataset]
+            self._luts[key] = lut
+        return self._luts[key]
 
     def to_universal(self, label, dataset: str, strict: bool = False):
         """Map a label map (numpy or torch, any shape, integer dtype) to class ids by table lookup.
@@ -190,6 +201,28 @@ class TaxonomyConverter:
             listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])
             raise ValueError(f"{source + ': ' if source else ''}label ids {listed} are outside {dataset}'s {n} classes "
                              f"(valid: 0-{n - 1}, and {IGNORE_INDEX} for unlabeled)")
+
+    def partial_sets(self) -> list[frozenset[int]]:
+        """The distinct class sets of one-to-many classes over all training datasets, in a fixed order.
+
+        Training labels encode a pixel of such a class as num_classes + its set's position here
+        (`label_lut(dataset, partial=True)`), so one uint8 map carries hard and partial labels through
+        augmentation; the partial-label loss reads them back with `split_partial_labels`.
+        """
+        seen: dict[frozenset[int], None] = {}
+        for mapping in self._train.values():
+            for targets in mapping.targets:
+                if len(targets) > 1:
+                    seen.setdefault(targets, None)
+        return list(seen)
+
+    def partial_target_sets(self) -> torch.Tensor:
+        """BoolTensor (n_partial_sets, num_classes): row p is the class set of partial label p."""
+        sets = self.partial_sets()
+        matrix = torch.zeros(len(sets), self.num_classes, dtype=torch.bool)
+        for row, allowed in enumerate(sets):
+            matrix[row, sorted(allowed)] = True
+        return matrix
 
     def target_sets(self, dataset: str) -> torch.Tensor:
         """BoolTensor (n_dataset_classes, num_classes): the classes each dataset class may be."""
@@ -365,3 +398,14 @@ def _lut_uint8(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
         return label.copy()
     flat = np.ascontiguousarray(label).reshape(1, -1) if label.ndim < 2 else np.ascontiguousarray(label).reshape(-1, label.shape[-1])
     return cv2.LUT(flat, lut).reshape(label.shape)
+
+
+def split_partial_labels(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Split training labels made with `label_lut(..., partial=True)` into (hard labels, partial labels).
+
+    Hard labels keep ids below num_classes and 255 elsewhere; partial labels hold the set index
+    (label - num_classes) on one-to-many pixels and 255 elsewhere.
+    """
+    is_partial = (labels >= num_classes) & (labels != IGNORE_INDEX)
+    ignore = torch.full_like(labels, IGNORE_INDEX)
+    return torch.where(is_partial, ignore, labels), torch.where(is_partial, labels - num_classes, ignore)

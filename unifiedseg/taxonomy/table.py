@@ -15,7 +15,6 @@ which columns to skip and which test classes are known to be unreachable; see `T
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ import yaml
 
 from unifiedseg.paths import taxonomy_dir
 from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.names import suggest
 
 UNIVERSAL_COLUMN = "universal"
 UNLABELED = "unlabeled"
@@ -319,11 +319,3 @@ class TaxonomyTable:
             self._names_cache[dataset] = load_names(path)
         return self._names_cache[dataset]
 
-
-def suggest(name: str, candidates: list[str]) -> str:
-    """`; did you mean 'x'?` for the closest candidate, or an empty string."""
-    lowered = {c.lower(): c for c in candidates}
-    if name.lower() in lowered:  # a difference of case only: that is the one meant
-        return f"; did you mean {lowered[name.lower()]!r}?"
-    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
-    return f"; did you mean {close[0]!r}?" if close else ""

@@ -1,0 +1,12 @@
+"""Close-match suggestions for error messages about a misspelt name."""
+
+import difflib
+
+
+def suggest(name: str, candidates: list[str]) -> str:
+    """`; did you mean 'x'?` for the closest candidate, or an empty string."""
+    lowered = {c.lower(): c for c in candidates}
+    if name.lower() in lowered:  # a difference of case only: that is the one meant
+        return f"; did you mean {lowered[name.lower()]!r}?"
+    close = difflib.get_close_matches(name, candidates, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
