@@ -1,0 +1,120 @@
+"""Build a segmentation model from its config section, and convert it to SyncBatchNorm for multi-GPU training.
+
+    model:
+      type: hrnet              # hrnet | pspnet
+      backbone: hrnet_w48      # a timm model name of the type's family
+      num_classes: 194
+      pretrained: null         # or a local checkpoint file for the backbone (unifiedseg.models.pretrained)
+      dropout: 0.0
+      # pspnet only:
+      aux_weight: 0.4          # 0 disables the auxiliary head (hrnet accepts 0 only)
+      output_stride: 8         # 8 | 16
+      zoom_factor: 8           # power of two <= output_stride; see unifiedseg/models/pspnet.py
+      ppm_bins: [1, 2, 3, 6]
+
+An unknown type or key is an error that names it and lists the valid ones; so is a bad value.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from torch import nn
+
+from unifiedseg.models.hrnet import HRNetV2Seg
+from unifiedseg.models.pretrained import load_pretrained
+from unifiedseg.models.pspnet import PSPNet
+from unifiedseg.utils.names import suggest
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_KEYS = ("type", "backbone", "num_classes")
+COMMON_OPTIONAL_KEYS = ("pretrained", "dropout")
+# Per type: the model class and the config keys it takes besides REQUIRED_KEYS and COMMON_OPTIONAL_KEYS.
+MODEL_TYPES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
+    "hrnet": (HRNetV2Seg, ("aux_weight",)),
+    "pspnet": (PSPNet, ("aux_weight", "output_stride", "zoom_factor", "ppm_bins")),
+}
+
+
+class ModelConfigError(ValueError):
+    """The `model` config section is wrong; the message names the key and lists the valid options."""
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf ListConfig and similar sequences as tuples, so constructors see plain values."""
+    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
+        return value
+    return tuple(value)
+
+
+def _did_you_mean(name: str, candidates: list[str]) -> str:
+    """` (did you mean 'x'?)` for the closest candidate, or an empty string."""
+    hint = suggest(name, candidates)
+    return f" ({hint.removeprefix('; ')})" if hint else ""
+
+
+def build_model(cfg: Mapping[str, Any]) -> nn.Module:
+    """The model described by `cfg` (a dict or OmegaConf DictConfig), with backbone weights loaded if asked.
+
+    The pretrained load report is kept as `model.pretrained_report` (None without `pretrained`).
+    """
+    if not isinstance(cfg, Mapping):
+        raise ModelConfigError(f"model config must be a mapping with keys {', '.join(REQUIRED_KEYS)}, got {type(cfg).__name__}")
+    if "type" not in cfg:
+        raise ModelConfigError(f"model config lacks the key 'type'; valid types: {', '.join(MODEL_TYPES)}")
+    model_type = cfg["type"]
+    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
+        hint = _did_you_mean(model_type, list(MODEL_TYPES)) if isinstance(model_type, str) else ""
+        raise ModelConfigError(f"model.type {model_type!r} is unknown{hint}; valid types: {', '.join(MODEL_TYPES)}")
+    missing = [key for key in REQUIRED_KEYS if key not in cfg]
+    if missing:
+        raise ModelConfigError(f"model config lacks required key(s) {', '.join(missing)}; required: {', '.join(REQUIRED_KEYS)}")
+    model_class, type_keys = MODEL_TYPES[model_type]
+    valid_keys = REQUIRED_KEYS + COMMON_OPTIONAL_KEYS + type_keys
+    unknown = [str(key) for key in cfg if key not in valid_keys]
+    if unknown:
+        described = [repr(key) + _did_you_mean(key, list(valid_keys)) for key in unknown]
+        raise ModelConfigError(
+            f"model config key(s) not valid for type {model_type!r}: {', '.join(described)}; "
+            f"valid keys: {', '.join(valid_keys)}"
+        )
+
+    pretrained = cfg.get("pretrained")
+    if pretrained is not None and (not isinstance(pretrained, (str, os.PathLike)) or str(pretrained) == ""):
+        raise ModelConfigError(f"model.pretrained must be a file path or null, got {pretrained!r}")
+    kwargs = {key: _plain(cfg[key]) for key in cfg if key not in ("type", "pretrained")}
+    if model_type == "hrnet":
+        # HRNetV2 has no auxiliary head; accept MSeg-style configs that say so with aux_weight 0.
+        aux_weight = kwargs.pop("aux_weight", 0)
+        if aux_weight != 0:
+            raise ModelConfigError(f"model.aux_weight is {aux_weight!r}, but type 'hrnet' has no auxiliary head; set it to 0 or remove it")
+    try:
+        model = model_class(**kwargs)
+    except ValueError as err:
+        raise ModelConfigError(f"model config (type {model_type!r}): {err}") from err
+
+    model.pretrained_report = None
+    if pretrained is not None:
+        model.pretrained_report = load_pretrained(model.backbone, pretrained)
+    logger.info(
+        "model %s (%s): %.1fM parameters", model_type, cfg["backbone"], sum(p.numel() for p in model.parameters()) / 1e6
+    )
+    return model
+
+
+def convert_sync_batchnorm(model: nn.Module, *, enabled: bool, world_size: int) -> nn.Module:
+    """The model with BatchNorm layers replaced by SyncBatchNorm when `enabled` and training on more than one process.
+
+    With one process SyncBatchNorm would only add overhead (and needs an initialised process group), so
+    the model is returned unchanged.
+    """
+    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+        raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
+    if not (enabled and world_size > 1):
+        return model
+    logger.info("converting BatchNorm to SyncBatchNorm across %d processes", world_size)
+    return nn.SyncBatchNorm.convert_sync_batchnorm(model)
