@@ -2,8 +2,10 @@
 
 `SegmentationDataset` is one dataset's split. `MultiDataset` holds several by name and is indexed by
 `SampleKey`s that `KeyedBatchSampler` makes from a `MultiDatasetSampler`: the key carries the
-iteration and batch slot, so each draw's augmentation is seeded by (seed, iteration, rank, slot) and
-a run is reproducible and resumable whatever the number of loader workers.
+iteration and the slot in the global batch (rank * batch_size + position), so each draw's
+augmentation is seeded by (seed, iteration, slot, index). A run is then reproducible and resumable
+whatever the number of loader workers, and N processes draw exactly the crops one process with
+N times the batch draws.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ class SampleKey(NamedTuple):
     dataset: str
     index: int
     iteration: int = 0
-    slot: int = 0
+    slot: int = 0  # position in the global batch
 
 
 @dataclass
@@ -53,17 +55,18 @@ class SegmentationDataset(torch.utils.data.Dataset):
     on_bad_sample: str = "error"
     seed: int = 0
     reduced_decoding: bool = True  # decode JPEGs at 1/2, 1/4, 1/8 when the warp shrinks them that much
-    rank: int = 0
 
     def __post_init__(self) -> None:
         if self.on_bad_sample not in ON_BAD_SAMPLE:
             raise ValueError(f"data.on_bad_sample must be one of {', '.join(ON_BAD_SAMPLE)}, got {self.on_bad_sample!r}")
 
     @classmethod
-    def from_registry(cls, info: DatasetInfo, split: str, data_root, *, converter=None, **kwargs) -> "SegmentationDataset":
-        """`converter=None` keeps the dataset's own label ids (oracle runs, evaluation in its own space)."""
+    def from_registry(cls, info: DatasetInfo, split: str, data_root, *, converter=None, partial: bool = False,
+                      **kwargs) -> "SegmentationDataset":
+        """`converter=None` keeps the dataset's own label ids (oracle runs, evaluation in its own space);
+        `partial=True` keeps one-to-many classes for the partial-label loss."""
         entries = read_list(info.list_path(split, data_root), info.folder(data_root))
-        return cls(name=info.name, entries=entries, label_mapper=build_label_mapper(info, converter), **kwargs)
+        return cls(name=info.name, entries=entries, label_mapper=build_label_mapper(info, converter, partial), **kwargs)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -93,7 +96,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
         self.label_mapper.check(label, entry.label)
         label = self.label_mapper(label)
         if isinstance(self.transform, TrainTransform):
-            rng = np.random.default_rng([self.seed, key.iteration, self.rank, key.slot, index])
+            rng = np.random.default_rng([self.seed, key.iteration, key.slot, index])
             params = self.transform.sample_params(label.shape, rng)
             reduction = decode_reduction(params) if self.reduced_decoding else 1
             image = read_image(entry.image, reduce=reduction)
@@ -138,19 +141,25 @@ class MultiDataset(torch.utils.data.Dataset):
 
 
 class KeyedBatchSampler:
-    """Turns a MultiDatasetSampler's batches into lists of SampleKeys, from `start_iter` on."""
+    """Turns a MultiDatasetSampler's batches into lists of SampleKeys, from `start_iter` (default: the
+    sampler's own start, which `load_state_dict` sets on resume) up to its max_iters."""
 
-    def __init__(self, sampler, start_iter: int = 0):
+    def __init__(self, sampler, start_iter: int | None = None):
         self.sampler = sampler
         self.start_iter = start_iter
 
+    def _range(self) -> range:
+        start = self.sampler.start_iter if self.start_iter is None else self.start_iter
+        return range(start, self.sampler.max_iters)
+
     def __iter__(self):
-        for iteration in range(self.start_iter, len(self.sampler)):
+        offset = self.sampler.rank * self.sampler.batch_size
+        for iteration in self._range():
             batch = self.sampler.batch_at(iteration)
-            yield [SampleKey(name, index, iteration, slot) for slot, (name, index) in enumerate(batch)]
+            yield [SampleKey(name, index, iteration, offset + slot) for slot, (name, index) in enumerate(batch)]
 
     def __len__(self) -> int:
-        return max(0, len(self.sampler) - self.start_iter)
+        return len(self._range())
 
 
 def collate(items: list[dict]) -> dict:

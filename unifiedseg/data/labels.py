@@ -57,9 +57,10 @@ class LabelMapper:
         return self.lut[label]
 
 
-def build_label_mapper(info: DatasetInfo, converter=None) -> LabelMapper:
+def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False) -> LabelMapper:
     """The mapper for one registry dataset; `converter=None` keeps the dataset's own ids (oracle runs,
-    test datasets in their own label space)."""
+    test datasets in their own label space). `partial=True` encodes one-to-many classes for the
+    partial-label loss (TaxonomyConverter.label_lut)."""
     names_dir = taxonomy_dir() / "dataset_lists"
     own_names = load_names(names_dir / info.name / f"{info.name}_names.txt")
     if len(own_names) != info.num_classes:
@@ -75,7 +76,7 @@ def build_label_mapper(info: DatasetInfo, converter=None) -> LabelMapper:
     if converter is None:
         lut = disk_lut
     else:
-        space_lut = converter.label_lut(info.name)
+        space_lut = converter.label_lut(info.name, partial=partial)
         lut = space_lut[disk_lut]
     if len(lut) > 256:  # uint16 release: a full table so any stored id indexes safely
         full = np.full(65536, IGNORE_INDEX, dtype=np.uint8)

@@ -1,0 +1,157 @@
+"""End-to-end training on the demo data (CPU): a few iterations, outputs, resume equivalence, SIGTERM,
+non-finite losses, load_from, taxonomy mismatch, and DDP (2 gloo processes) against one process."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from unifiedseg.config import ConfigError, load_config
+from unifiedseg.engine.checkpoint import CheckpointError, load_checkpoint
+from unifiedseg.engine.launch import run_training
+from unifiedseg.engine.trainer import Hook, TrainingError
+
+REPO = Path(__file__).resolve().parent.parent
+DEMO_CONFIG = REPO / "config" / "train" / "demo" / "unified.yaml"
+
+
+def tiny_overrides(demo_root, work_dir, **extra):
+    """The demo config shrunk to seconds: 64 px crops, batch 2, no loader workers, 2 val images."""
+    values = {
+        "work_dir": str(work_dir), "data.root": str(demo_root), "data.generate_demo": "false",
+        "data.batch_size": 2, "data.num_workers": 0, "data.augmentation.short_side": 64,
+        "data.augmentation.crop_size": "[64, 64]", "data.val.max_images": 2, "data.val.interval": 0,
+        "train.max_iters": 4, "train.log_interval": 1, "train.checkpoint_interval": 2,
+        "schedule.warmup_iters": 2,
+    }
+    values.update(extra)
+    return [f"{k}={v}" for k, v in values.items()]
+
+
+def train(demo_root, work_dir, hooks=(), **extra):
+    cfg = load_config(DEMO_CONFIG, tiny_overrides(demo_root, work_dir, **extra))
+    return run_training(cfg, extra_hooks=hooks)
+
+
+def log_records(work_dir):
+    lines = (Path(work_dir) / "log.jsonl").read_text().splitlines()
+    return [json.loads(line) for line in lines]
+
+
+def loss_by_iter(work_dir):
+    return {r["iter"]: r["loss"] for r in log_records(work_dir) if "loss" in r}
+
+
+def test_a_short_run_writes_checkpoints_metrics_logs_and_the_resolved_config(demo_root, tmp_path):
+    metrics = train(demo_root, tmp_path / "run")
+    run = tmp_path / "run"
+    assert sorted(p.name for p in (run / "checkpoints").iterdir()) == ["final.pth", "iter_00000002.pth"]
+    final = json.loads((run / "final_metrics.json").read_text())
+    assert final["iteration"] == 4 and set(final["datasets"]) == {"demo-city", "demo-ade"}
+    assert 0 <= final["miou"] <= 1 and final["miou"] == metrics["miou"]
+    records = log_records(run)
+    assert [r["iter"] for r in records if "loss" in r] == [1, 2, 3, 4]
+    first = records[0]
+    assert {"loss_ce", "loss/demo-city", "loss/demo-ade", "lr", "data_time", "step_time", "train_miou",
+            "nonfinite_skipped", "fp16_overflow_skipped", "bad_samples_skipped"} <= set(first)
+    assert load_config(run / "config.yaml").train.max_iters == 4  # the resolved config reloads
+    assert any(p.name.startswith("events.out.tfevents") for p in (run / "tensorboard").iterdir())
+    state = load_checkpoint(run / "checkpoints" / "final.pth")
+    assert state["iteration"] == 4 and state["taxonomy"]["class_names"][:2] == ["road", "sidewalk"]
+
+
+class SignalAt(Hook):
+    """Sends this process a signal after the given iteration, as a scheduler or Ctrl-C would."""
+
+    def __init__(self, iteration, signum=signal.SIGTERM):
+        self.iteration, self.signum = iteration, signum
+
+    def after_step(self, trainer):
+        if trainer.iter == self.iteration:
+            os.kill(os.getpid(), self.signum)
+
+
+def test_sigterm_saves_a_checkpoint_and_resuming_reproduces_the_uninterrupted_run(demo_root, tmp_path):
+    train(demo_root, tmp_path / "straight", **{"train.max_iters": 6})
+    assert train(demo_root, tmp_path / "resumed", hooks=[SignalAt(3)], **{"train.max_iters": 6}) == {}
+    saved = sorted(p.name for p in (tmp_path / "resumed" / "checkpoints").iterdir())
+    assert saved == ["iter_00000002.pth", "iter_00000003.pth"]  # the signal's checkpoint at iteration 3
+    assert not (tmp_path / "resumed" / "final_metrics.json").exists()
+    train(demo_root, tmp_path / "resumed", **{"train.max_iters": 6})  # resume: auto
+    straight, resumed = loss_by_iter(tmp_path / "straight"), loss_by_iter(tmp_path / "resumed")
+    assert [resumed[i] for i in range(1, 7)] == [straight[i] for i in range(1, 7)]  # exactly equal
+    a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "final.pth")["model"]
+    b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "final.pth")["model"]
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+class PoisonWeights(Hook):
+    """Makes the loss non-finite from an iteration on by putting NaN into a classifier weight."""
+
+    def __init__(self, from_iter):
+        self.from_iter = from_iter
+
+    def before_step(self, trainer):
+        if trainer.iter >= self.from_iter:
+            with torch.no_grad():
+                next(trainer.model.parameters()).fill_(float("nan"))
+
+
+def test_non_finite_losses_are_skipped_counted_then_stop_the_run(demo_root, tmp_path):
+    with pytest.raises(TrainingError, match=r"non-finite for 2 steps in a row .* lower optimizer.lr"):
+        train(demo_root, tmp_path / "nan", hooks=[PoisonWeights(1)], **{"train.max_nonfinite_steps": 2,
+                                                                          "train.max_iters": 6})
+    records = log_records(tmp_path / "nan")
+    assert records[-1]["nonfinite_skipped"] >= 1
+
+
+def test_load_from_starts_fresh_and_another_taxonomy_is_refused(demo_root, tmp_path):
+    train(demo_root, tmp_path / "first", **{"train.max_iters": 2})
+    weights = tmp_path / "first" / "checkpoints" / "final.pth"
+    train(demo_root, tmp_path / "second", **{"train.max_iters": 2, "train.load_from": str(weights)})
+    assert "loaded weights from" in (tmp_path / "second" / "train.log").read_text()
+    with pytest.raises(CheckpointError, match=r"was trained on taxonomy unified .*demo.tsv .* but this run uses naive"):
+        train(demo_root, tmp_path / "third", **{"train.max_iters": 2, "train.load_from": str(weights),
+                                                 "taxonomy.kind": "naive"})
+
+
+def test_batch_of_one_with_batchnorm_is_refused(demo_root, tmp_path):
+    with pytest.raises(ValueError, match="data.batch_size=1 per process with BatchNorm"):
+        train(demo_root, tmp_path / "one", **{"data.batch_size": 1})
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match=r"unknown key 'data.batchsize'; did you mean 'batch_size'\?"):
+        load_config(DEMO_CONFIG, ["data.batchsize=4"])
+    with pytest.raises(ConfigError, match="bad value for train.max_iters"):
+        load_config(DEMO_CONFIG, ["train.max_iters=many"])
+
+
+def test_ddp_with_two_processes_matches_one_process_with_the_global_batch(demo_root, tmp_path):
+    # BatchNorm frozen (norm_eval): per-process batch statistics would differ from the global batch's
+    # (SyncBatchNorm needs CUDA). A small lr keeps the untrained network's float rounding differences
+    # (summation order of 2 vs 4 images) from being amplified by large early steps.
+    common = tiny_overrides(demo_root, tmp_path / "x", **{"train.max_iters": 3, "train.norm_eval": "true",
+                                                          "train.checkpoint_interval": 0, "optimizer.lr": 0.002})
+    common = [o for o in common if not o.startswith(("work_dir=", "data.batch_size="))]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", str(DEMO_CONFIG), *common,
+                    f"work_dir={tmp_path / 'single'}", "data.batch_size=4"], check=True, env=env, capture_output=True)
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+                    str(REPO / "tools" / "train.py"), "--config", str(DEMO_CONFIG), *common,
+                    f"work_dir={tmp_path / 'ddp'}", "data.batch_size=2"], check=True, env=env, capture_output=True)
+    single = load_checkpoint(tmp_path / "single" / "checkpoints" / "final.pth")["model"]
+    ddp = load_checkpoint(tmp_path / "ddp" / "checkpoints" / "final.pth")["model"]
+    assert single.keys() == ddp.keys()
+    compared = 0
+    for key in single:
+        if single[key].is_floating_point():
+            torch.testing.assert_close(ddp[key], single[key], rtol=1e-4, atol=1e-5, msg=lambda m: f"{key}: {m}")
+            compared += 1
+    assert compared > 10
+    assert sorted(loss_by_iter(tmp_path / "ddp")) == [1, 2, 3]

@@ -1,0 +1,1 @@
+"""Training machinery: the trainer loop and its hooks, checkpoints, precision, distributed set-up."""

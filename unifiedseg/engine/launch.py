@@ -1,0 +1,283 @@
+"""Build a training run from a checked config and run it: taxonomy, data, model, losses, optimizer,
+schedule, resume, hooks; at the end `final_metrics.json` beside the checkpoints and the resolved config.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+
+from unifiedseg.config import dump_config, to_plain
+from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
+from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
+from unifiedseg.data.sampling import MultiDatasetSampler
+from unifiedseg.data.transforms import TrainTransform, ValTransform
+from unifiedseg.engine import checkpoint as ckpt
+from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
+from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHook, ValidationHook
+from unifiedseg.engine.precision import make_grad_scaler, resolve_amp
+from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
+from unifiedseg.evaluation.validate import summarize, validate
+from unifiedseg.losses import build_losses, build_sampler
+from unifiedseg.models import build_model, convert_sync_batchnorm
+from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, format_param_groups, load_scheduler_state
+from unifiedseg.taxonomy import build_converter
+from unifiedseg.utils.fileio import atomic_write_text
+
+logger = logging.getLogger("unifiedseg")
+LOSS_KEYS = ("loss_decode", "sampler")
+# Batches for recomputing batch-norm statistics of the SWA model at the end.
+SWA_BN_BATCHES = 50
+
+
+def setup_logging(work_dir: Path, is_main: bool) -> None:
+    logger.setLevel(logging.INFO if is_main else logging.WARNING)
+    logger.handlers.clear()
+    formatter = logging.Formatter("%(asctime)s %(levelname)s %(message)s", "%H:%M:%S")
+    if is_main:
+        file_handler = logging.FileHandler(work_dir / "train.log")
+        file_handler.setFormatter(formatter)
+        logger.addHandler(file_handler)
+    console = logging.StreamHandler(sys.stderr)
+    console.setFormatter(formatter)
+    logger.addHandler(console)
+    logger.propagate = False
+
+
+def prepare_data_root(cfg: DictConfig, dist: DistContext) -> Path:
+    """The data root; with data.generate_demo the demo datasets are written there first if absent."""
+    if cfg.data.generate_demo:
+        from unifiedseg.data.demo import make_demo_data
+
+        root = Path(cfg.data.root or "data/demo")
+        if dist.is_main:
+            root.mkdir(parents=True, exist_ok=True)
+            summary = make_demo_data(root, progress=True)
+            if not summary.get("skipped"):
+                logger.info("generated the demo datasets in %s", root)
+        barrier()
+        return root
+    return resolve_data_root(cfg.data.root)
+
+
+def augmentation(cfg: DictConfig) -> TrainTransform:
+    aug = to_plain(cfg.data.augmentation)
+    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
+    return TrainTransform(**tuples)
+
+
+def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
+    model_cfg = dict(to_plain(cfg.model))
+    if model_cfg.setdefault("num_classes", num_classes) != num_classes:
+        raise ValueError(f"model.num_classes = {model_cfg['num_classes']} but the {cfg.taxonomy.kind} taxonomy "
+                         f"{cfg.taxonomy.tsv} has {num_classes} classes; drop model.num_classes (it is set from the taxonomy)")
+    return build_model(model_cfg), model_cfg
+
+
+def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -> None:
+    """BatchNorm statistics over one image are degenerate: refuse that set-up with the ways out."""
+    has_bn = any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if has_bn and cfg.data.batch_size == 1 and not cfg.train.norm_eval and not sync_bn:
+        raise ValueError("data.batch_size=1 per process with BatchNorm: batch statistics of a single image make training "
+                         "unstable. Use data.batch_size >= 2, SyncBatchNorm across several GPUs (train.sync_bn=true), "
+                         "or freeze BN statistics with train.norm_eval=true")
+
+
+def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
+    """Train as configured; returns the final validation metrics (empty when stopped early).
+
+    `extra_hooks` run after the built-in ones at each hook point (for experiments and tests).
+    """
+    dist = init_distributed(cfg.train.device)
+    work_dir = Path(cfg.work_dir)
+    if dist.is_main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+    barrier()
+    setup_logging(work_dir, dist.is_main)
+    torch.manual_seed(cfg.train.seed + dist.rank)
+    amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
+
+    converter = build_converter(cfg.taxonomy.kind, cfg.taxonomy.tsv, train_datasets=list(cfg.data.train_datasets),
+                                test_datasets=[])
+    num_classes = converter.num_classes
+    loss_cfg = to_plain(cfg.loss)
+    unknown = [k for k in loss_cfg if k not in LOSS_KEYS]
+    if unknown:
+        raise ValueError(f"unknown key(s) loss.{', loss.'.join(unknown)}; valid keys: {', '.join(LOSS_KEYS)}")
+    loss_set = build_losses(loss_cfg.get("loss_decode", {"type": "CrossEntropyLoss"}), num_classes,
+                            sampler=build_sampler(loss_cfg.get("sampler")))
+    model, model_cfg = build_model_for(cfg, num_classes)
+
+    root = prepare_data_root(cfg, dist)
+    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
+    transform = augmentation(cfg)
+    train_sets = [SegmentationDataset.from_registry(
+        registry.get(name), cfg.data.train_split, root, converter=converter, partial=loss_set.needs_partial_labels,
+        transform=transform, on_bad_sample=cfg.data.on_bad_sample, seed=cfg.train.seed,
+        reduced_decoding=cfg.data.reduced_decoding) for name in cfg.data.train_datasets]
+    multi = MultiDataset(train_sets)
+    accumulate = cfg.train.accumulate_grad
+    sampling = {k: v for k, v in to_plain(cfg.data.sampling).items() if v is not None}  # unset: sampler defaults
+    sampler = MultiDatasetSampler(
+        dataset_sizes=multi.sizes(), batch_size=cfg.data.batch_size, world_size=dist.world_size, rank=dist.rank,
+        seed=cfg.train.seed, max_iters=cfg.train.max_iters * accumulate if cfg.train.max_iters else None,
+        num_examples=cfg.train.num_examples, **sampling)
+    max_iters = len(sampler) // accumulate
+    logger.info("training %s on %s: %d classes (%s taxonomy %s, fingerprint %s); %d iterations, effective batch "
+                "%d = %d per process x %d processes x %d accumulated", model_cfg["type"], ", ".join(multi.sizes()),
+                num_classes, cfg.taxonomy.kind, cfg.taxonomy.tsv, converter.fingerprint(), max_iters,
+                cfg.data.batch_size * dist.world_size * accumulate, cfg.data.batch_size, dist.world_size, accumulate)
+
+    sync_bn = cfg.train.sync_bn and dist.distributed and dist.device.type == "cuda"
+    if cfg.train.sync_bn and dist.distributed and not sync_bn:
+        logger.warning("SyncBatchNorm needs CUDA; on CPU each process keeps its own BatchNorm statistics")
+    check_batch_norm(model, cfg, dist, sync_bn)
+    model = convert_sync_batchnorm(model, enabled=sync_bn, world_size=dist.world_size).to(dist.device)
+    if cfg.train.channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optimizer = build_optimizer(model, to_plain(cfg.optimizer))
+    scheduler = build_scheduler(optimizer, to_plain(cfg.schedule), max_iters)
+    swa = build_swa(model, optimizer, to_plain(cfg.swa), max_iters, device=dist.device)
+    scaler = make_grad_scaler(dist.device, amp)
+    logger.info("parameter groups:\n%s", format_param_groups(optimizer, model))
+
+    start_iter = restore(cfg, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, swa=swa,
+                         sampler=sampler, converter=converter, model_cfg=model_cfg, work_dir=work_dir)
+    if dist.is_main:
+        dump_config(cfg, work_dir / "config.yaml")
+    train_model = model
+    if cfg.train.compile:
+        train_model = torch.compile(train_model)
+    if dist.distributed:
+        train_model = torch.nn.parallel.DistributedDataParallel(
+            train_model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+
+    loader = torch.utils.data.DataLoader(
+        multi, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collate,  # starts where the sampler resumed
+        num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
+    val_sets = validation_datasets(cfg, registry, root, converter)
+
+    def evaluate() -> dict:
+        net = swa.averaged_module if swa is not None and trainer.finished else model
+        matrices = validate(net, val_sets, num_classes=num_classes, device=dist.device, amp=amp, rank=dist.rank,
+                            world_size=dist.world_size, max_images=cfg.data.val.max_images, progress=dist.is_main)
+        return summarize(matrices, converter.class_names)
+
+    def state(iteration: int) -> dict:
+        return {
+            # a finished SWA run's weights are the average (its BN statistics recomputed by then)
+            "iteration": iteration, "model": (swa.averaged_module if swa is not None and iteration >= max_iters
+                                              else ckpt.unwrap(model)).state_dict(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "sampler": sampler.state_dict(iteration=iteration * accumulate), "rng": ckpt.rng_state(),
+            "swa": swa.state_dict() if swa is not None else None,
+            "taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
+                         "class_names": converter.class_names},
+            "model_config": {k: model_cfg[k] for k in ckpt.MODEL_IDENTITY_KEYS},
+        }
+
+    # Order matters at the end of training: SWA statistics, then validation, then the final
+    # checkpoint, and the logging hook (which closes TensorBoard) last.
+    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, num_classes=num_classes,
+                               enabled=dist.is_main)
+    hooks: list[Hook] = [StopOnSignalHook()]
+    if swa is not None:
+        hooks.append(SWAFinalizeHook(swa, loader_factory=lambda: iter(loader_for_bn(multi, sampler, cfg))))
+    validation = ValidationHook(evaluate=evaluate, interval=cfg.data.val.interval, logging_hook=logging_hook) \
+        if val_sets else None
+    if validation is not None:
+        hooks.append(validation)
+    hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
+                                keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
+    hooks.append(logging_hook)
+    hooks += list(extra_hooks)
+    trainer = Trainer(model=train_model, loss_set=loss_set.to(dist.device), optimizer=optimizer, scheduler=scheduler,
+                      batches=iter(loader), start_iter=start_iter, max_iters=max_iters, device=dist.device, amp=amp,
+                      scaler=scaler, num_classes=num_classes, partial_target_sets=converter.partial_target_sets(),
+                      accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
+                      max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
+                      norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks)
+    trainer.train()
+    if not trainer.finished:
+        logger.warning("stopped at iteration %d of %d; run the same command again to resume", trainer.iter, max_iters)
+        return {}
+    metrics = validation.last_metrics if validation is not None else {}
+    if dist.is_main:
+        final = {"iteration": trainer.iter, "taxonomy_fingerprint": converter.fingerprint(), **(metrics or {}),
+                 "nonfinite_skipped": trainer.nonfinite_total, "fp16_overflow_skipped": trainer.overflow_total,
+                 "bad_samples_skipped": trainer.bad_sample_total}
+        atomic_write_text(work_dir / "final_metrics.json", json.dumps(final, indent=1) + "\n")
+        if metrics:
+            print(f"validation mIoU: {metrics['miou']:.4f} ("
+                  + ", ".join(f"{d} {m['miou']:.4f}" for d, m in metrics["datasets"].items()) + ")")
+        print(f"final checkpoint and metrics in {work_dir}")
+    return metrics
+
+
+def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:
+    names = list(cfg.data.val.datasets) if cfg.data.val.datasets is not None else list(cfg.data.train_datasets)
+    transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
+                             std=tuple(cfg.data.augmentation.std))
+    return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,
+                                                    transform=transform, on_bad_sample=cfg.data.on_bad_sample)
+            for name in names}
+
+
+def loader_for_bn(multi: MultiDataset, sampler, cfg: DictConfig):
+    """Training batches for recomputing the SWA model's batch-norm statistics."""
+    return torch.utils.data.DataLoader(multi, batch_sampler=KeyedBatchSampler(sampler, start_iter=0),
+                                       collate_fn=collate, num_workers=cfg.data.num_workers)
+
+
+class SWAFinalizeHook(Hook):
+    """At the end of a finished run, recompute the SWA model's batch-norm statistics (before validation)."""
+
+    def __init__(self, swa, loader_factory):
+        self.swa = swa
+        self.loader_factory = loader_factory
+
+    def after_train(self, trainer) -> None:
+        if trainer.finished:
+            used = self.swa.finalize(self.loader_factory(), max_batches=SWA_BN_BATCHES)
+            logger.info("SWA: averaged %d iterations; batch-norm statistics recomputed over %d batches",
+                        self.swa.num_averaged, used)
+
+
+def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sampler, converter, model_cfg,
+            work_dir: Path) -> int:
+    """Resume (everything) or load_from (weights only); returns the iteration to start from."""
+    resume = cfg.train.resume
+    path = None
+    if resume == "auto":
+        path = ckpt.latest_checkpoint(work_dir)
+    elif resume:
+        path = Path(resume)
+    identity = dict(fingerprint=converter.fingerprint(), taxonomy_source=f"{converter.kind} {converter.source}",
+                    model_config=model_cfg)
+    if path is not None:
+        state = ckpt.load_checkpoint(path)
+        ckpt.check_compatible(state, path=path, **identity)
+        ckpt.unwrap(model).load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        load_scheduler_state(scheduler, state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        sampler.load_state_dict(state["sampler"])
+        if swa is not None and state.get("swa") is not None:
+            swa.load_state_dict(state["swa"])
+        ckpt.set_rng_state(state["rng"])
+        logger.info("resumed from %s at iteration %d", path, state["iteration"])
+        return int(state["iteration"])
+    if cfg.train.load_from:
+        state = ckpt.load_checkpoint(cfg.train.load_from)
+        ckpt.check_compatible(state, path=cfg.train.load_from, **identity)
+        ckpt.unwrap(model).load_state_dict(state["model"])
+        logger.info("loaded weights from %s (fresh optimizer and schedule)", cfg.train.load_from)
+    return 0
+
+
+__all__ = ["run_training", "TrainingError"]

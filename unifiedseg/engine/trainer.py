@@ -1,0 +1,220 @@
+"""The training loop: a step (data, forward, named losses, backward, optimizer and schedule) and four
+hook points around it (before/after train, before/after step) where checkpointing, validation and
+logging live (unifiedseg/engine/hooks.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from unifiedseg.engine.checkpoint import unwrap
+from unifiedseg.engine.precision import autocast
+from unifiedseg.losses.build import LOSS_PREFIX
+from unifiedseg.optim.optimizer import clip_gradients
+from unifiedseg.taxonomy.converter import split_partial_labels
+
+logger = logging.getLogger(__name__)
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. the loss stayed non-finite); the message says what to change."""
+
+
+class Hook:
+    """Override any of the four points; each receives the trainer."""
+
+    def before_train(self, trainer: "Trainer") -> None: ...
+
+    def after_train(self, trainer: "Trainer") -> None: ...
+
+    def before_step(self, trainer: "Trainer") -> None: ...
+
+    def after_step(self, trainer: "Trainer") -> None: ...
+
+
+@dataclass
+class StepResult:
+    """What one optimizer step did, for the hooks that log it."""
+
+    losses: dict[str, float]  # named losses (weighted), summed `loss`, and ohem_kept when sampled
+    dataset_losses: dict[str, float]  # summed loss per dataset of the batch
+    lr: float
+    data_time: float
+    step_time: float
+    skipped_nonfinite: bool = False
+    skipped_overflow: bool = False  # fp16 GradScaler skipped the update (inf/NaN gradients)
+    grad_norm: float | None = None
+    bad_samples: list[str] = field(default_factory=list)
+    # (dataset, predictions, labels) of the batch, for training mIoU
+    predictions: list[tuple[str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+
+class Trainer:
+    """Runs steps from `start_iter` to `max_iters`; everything else is a hook."""
+
+    def __init__(self, *, model: nn.Module, loss_set, optimizer, scheduler, batches, start_iter: int,
+                 max_iters: int, device: torch.device, amp: str, scaler, num_classes: int,
+                 partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
+                 max_nonfinite_steps: int = 5, channels_last: bool = False, norm_eval: bool = False, swa=None,
+                 hooks: list[Hook] = ()):
+        self.model = model
+        self.loss_set = loss_set
+        self.optimizer = optimizer
+        self.scheduler = scheduler
+        self.batches = batches  # iterator of collated batches, accumulate_grad of them per step
+        self.iter = start_iter
+        self.start_iter = start_iter
+        self.max_iters = max_iters
+        self.device = device
+        self.amp = amp
+        self.scaler = scaler
+        self.num_classes = num_classes
+        self.partial_target_sets = partial_target_sets.to(device) if partial_target_sets is not None else None
+        self.accumulate_grad = accumulate_grad
+        self.clip_grad = clip_grad
+        self.max_nonfinite_steps = max_nonfinite_steps
+        self.channels_last = channels_last
+        self.norm_eval = norm_eval  # batch-norm layers keep their running statistics (eval mode)
+        self.swa = swa  # an SWAState owns the lr from swa.start_iter on and averages the weights
+        self.hooks = list(hooks)
+        self.stop_requested = False  # set by a signal handler: stop after the current step
+        self.nonfinite_in_a_row = 0
+        self.nonfinite_total = 0
+        self.overflow_total = 0
+        self.bad_sample_total = 0
+        self.result: StepResult | None = None
+
+    def train(self) -> None:
+        for hook in self.hooks:
+            hook.before_train(self)
+        while self.iter < self.max_iters and not self.stop_requested:
+            for hook in self.hooks:
+                hook.before_step(self)
+            self.result = self.run_step()
+            self.iter += 1
+            for hook in self.hooks:
+                hook.after_step(self)
+        for hook in self.hooks:
+            hook.after_train(self)
+
+    @property
+    def finished(self) -> bool:
+        return self.iter >= self.max_iters
+
+    def set_train_mode(self) -> None:
+        self.model.train()
+        if self.norm_eval:
+            for module in self.model.modules():
+                if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                    module.eval()
+
+    def step_schedule(self) -> None:
+        if self.swa is not None:
+            self.swa.after_optimizer_step(self.iter, self.scheduler)
+        else:
+            self.scheduler.step()
+
+    def run_step(self) -> StepResult:
+        self.set_train_mode()
+        start = time.perf_counter()
+        data_time = 0.0
+        totals: dict[str, float] = {}
+        dataset_losses: dict[str, float] = {}
+        bad_samples: list[str] = []
+        predictions = []
+        nonfinite = False
+        for micro in range(self.accumulate_grad):
+            fetch = time.perf_counter()
+            batch = next(self.batches)
+            data_time += time.perf_counter() - fetch
+            bad_samples += batch["bad_samples"]
+            # DDP: reduce gradients only on the last micro-batch of the step.
+            sync = micro == self.accumulate_grad - 1 or not hasattr(self.model, "no_sync")
+            with (contextlib.nullcontext() if sync else self.model.no_sync()):
+                losses, logits, labels, partial = self._forward(batch)
+                total = sum(v for k, v in losses.items() if k.startswith(LOSS_PREFIX))
+                if not torch.isfinite(total.detach()):
+                    nonfinite = True
+                    break
+                self.scaler.scale(total / self.accumulate_grad).backward()
+            for name, value in losses.items():
+                totals[name] = totals.get(name, 0.0) + float(value.detach()) / self.accumulate_grad
+            totals["loss"] = totals.get("loss", 0.0) + float(total.detach()) / self.accumulate_grad
+            for dataset, value in self._dataset_losses(batch, logits, labels, partial).items():
+                dataset_losses[dataset] = value
+            preds = logits.detach().argmax(1)
+            predictions += [(d, preds[i], labels[i]) for i, d in enumerate(batch["dataset"])]
+        self.bad_sample_total += len(bad_samples)
+        lr = self.optimizer.param_groups[0]["lr"]
+        if nonfinite:
+            return self._skip_nonfinite(start, data_time, lr, bad_samples)
+        self.nonfinite_in_a_row = 0
+        self.scaler.unscale_(self.optimizer)
+        grad_norm = clip_gradients([p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad)
+        scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        overflow = scale_before is not None and self.scaler.get_scale() < scale_before
+        self.overflow_total += int(overflow)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.step_schedule()
+        return StepResult(losses=totals, dataset_losses=dataset_losses, lr=lr, data_time=data_time,
+                          step_time=time.perf_counter() - start, skipped_overflow=overflow, grad_norm=grad_norm,
+                          bad_samples=bad_samples, predictions=predictions)
+
+    def _forward(self, batch: dict):
+        images = batch["image"].to(self.device, non_blocking=True)
+        if images.dtype == torch.uint8:  # normalisation left to the device
+            images = images.float()
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        labels = batch["label"].to(self.device, non_blocking=True)
+        labels, partial = split_partial_labels(labels, self.num_classes)
+        with autocast(self.device, self.amp):
+            outputs = self.model(images)
+        logits = outputs["logits"].float()
+        losses = self._losses(logits, labels, partial)
+        aux_weight = getattr(unwrap(self.model), "aux_weight", 0.0)
+        if "aux_logits" in outputs and aux_weight:
+            for name, value in self._losses(outputs["aux_logits"].float(), labels, partial).items():
+                if name.startswith(LOSS_PREFIX):
+                    losses[f"aux_{name}"] = aux_weight * value
+        return losses, logits, labels, partial
+
+    def _losses(self, logits, labels, partial) -> dict:
+        if self.loss_set.needs_partial_labels:
+            return self.loss_set(logits, labels, partial_labels=partial, target_sets=self.partial_target_sets)
+        return self.loss_set(logits, labels)
+
+    @torch.no_grad()
+    def _dataset_losses(self, batch, logits, labels, partial) -> dict[str, float]:
+        """The loss of each dataset's samples in the batch (for logging only; no gradient)."""
+        out = {}
+        names = batch["dataset"]
+        for dataset in dict.fromkeys(names):
+            index = torch.tensor([i for i, d in enumerate(names) if d == dataset], device=logits.device)
+            sub = self._losses(logits.index_select(0, index), labels.index_select(0, index),
+                               partial.index_select(0, index))
+            out[dataset] = float(sum(v for k, v in sub.items() if k.startswith(LOSS_PREFIX)))
+        return out
+
+    def _skip_nonfinite(self, start, data_time, lr, bad_samples) -> StepResult:
+        self.optimizer.zero_grad(set_to_none=True)
+        self.nonfinite_total += 1
+        self.nonfinite_in_a_row += 1
+        logger.warning("iteration %d: non-finite loss, step skipped (%d in a row)", self.iter, self.nonfinite_in_a_row)
+        if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
+            raise TrainingError(
+                f"the loss was non-finite for {self.nonfinite_in_a_row} steps in a row (up to iteration {self.iter}); "
+                f"lower optimizer.lr, add clip_grad: {{max_norm: 35}}, use train.amp=bf16 instead of fp16, or check "
+                f"the data with tools/verify_dataset.py (train.max_nonfinite_steps sets the limit)")
+        # the schedule still advances: the iteration happened, only its update was dropped
+        self.step_schedule()
+        return StepResult(losses={}, dataset_losses={}, lr=lr, data_time=data_time,
+                          step_time=time.perf_counter() - start, skipped_nonfinite=True, bad_samples=bad_samples)

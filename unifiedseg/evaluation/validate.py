@@ -1,0 +1,52 @@
+"""Validation during training: whole-image predictions on held-out lists, scored in the training
+label space, one confusion matrix per dataset (each rank takes every world_size-th image; the
+matrices are summed across ranks)."""
+
+from __future__ import annotations
+
+import torch
+from tqdm import tqdm
+
+from unifiedseg.engine.precision import autocast
+from unifiedseg.evaluation.confusion import ConfusionMatrix
+
+
+@torch.no_grad()
+def validate(model, datasets: dict, *, num_classes: int, device: torch.device, amp: str = "off",
+             rank: int = 0, world_size: int = 1, max_images: int | None = None,
+             progress: bool = False) -> dict[str, ConfusionMatrix]:
+    """{dataset: ConfusionMatrix} over each dataset's items (image, label in the model's label space)."""
+    was_training = model.training
+    model.eval()
+    results = {}
+    try:
+        for name, dataset in datasets.items():
+            matrix = ConfusionMatrix(num_classes)
+            count = len(dataset) if max_images is None else min(max_images, len(dataset))
+            for index in tqdm(range(rank, count, world_size), desc=f"validate {name}", unit="img",
+                              disable=not progress, leave=False):
+                item = dataset[index]
+                image = item["image"].unsqueeze(0).to(device)
+                if image.dtype == torch.uint8:
+                    image = image.float()
+                with autocast(device, amp):
+                    logits = model(image)["logits"]
+                label = item["label"].to(device)
+                matrix.update(logits.argmax(1)[0], label)
+            results[name] = matrix.merge() if world_size > 1 else matrix
+    finally:
+        model.train(was_training)
+    return results
+
+
+def summarize(matrices: dict[str, ConfusionMatrix], class_names: list[str]) -> dict:
+    """JSON-ready metrics: per dataset mIoU, mAcc, aAcc and per-class IoU; and the mean mIoU over datasets."""
+    per_dataset = {}
+    for name, matrix in matrices.items():
+        iou = matrix.iou().tolist()
+        per_dataset[name] = {
+            "miou": matrix.miou(), "macc": matrix.macc(), "aacc": matrix.aacc(),
+            "class_iou": {c: (None if v != v else round(v, 6)) for c, v in zip(class_names, iou)},
+        }
+    values = [m["miou"] for m in per_dataset.values() if m["miou"] == m["miou"]]
+    return {"datasets": per_dataset, "miou": sum(values) / len(values) if values else float("nan")}
