@@ -24,6 +24,8 @@ setup(
     entry_points={
         "console_scripts": [
             "unifiedseg-taxonomy=unifiedseg.cli.taxonomy:main",
+            "unifiedseg-train=unifiedseg.cli.train:main",
+            "unifiedseg-make-demo-data=unifiedseg.cli.make_demo_data:main",
         ],
     },
 )

@@ -44,14 +44,14 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
     if problems:
         raise ConfigError(f"{path}: " + "; ".join(problems))
     try:
-        cfg = OmegaConf.merge(OmegaConf.structured(Config), raw)
         # A builder-checked section given in the config replaces the schema's default as a whole
         # (a default SGD momentum must not leak into a configured AdamW).
+        cfg = OmegaConf.merge(OmegaConf.structured(Config), {k: v for k, v in raw.items() if k not in FREE_SECTIONS})
         for key in FREE_SECTIONS:
             if key in raw:
                 cfg[key] = raw[key]
         return cfg
-    except OmegaConfBaseException as err:
+    except (OmegaConfBaseException, TypeError) as err:
         key = getattr(err, "full_key", None)
         message = str(err).splitlines()[0]
         raise ConfigError(f"{path}: bad value{f' for {key}' if key else ''}: {message}") from None

@@ -23,7 +23,7 @@ from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHoo
 from unifiedseg.engine.precision import make_grad_scaler, resolve_amp
 from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
 from unifiedseg.evaluation.validate import summarize, validate
-from unifiedseg.losses import build_losses, build_sampler
+from unifiedseg.losses import build_losses
 from unifiedseg.models import build_model, convert_sync_batchnorm
 from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, format_param_groups, load_scheduler_state
 from unifiedseg.taxonomy import build_converter
@@ -110,7 +110,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     if unknown:
         raise ValueError(f"unknown key(s) loss.{', loss.'.join(unknown)}; valid keys: {', '.join(LOSS_KEYS)}")
     loss_set = build_losses(loss_cfg.get("loss_decode", {"type": "CrossEntropyLoss"}), num_classes,
-                            sampler=build_sampler(loss_cfg.get("sampler")))
+                            sampler=loss_cfg.get("sampler"))
     model, model_cfg = build_model_for(cfg, num_classes)
 
     root = prepare_data_root(cfg, dist)
