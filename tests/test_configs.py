@@ -48,6 +48,7 @@ def test_config_loads_and_its_sections_build(path, tmp_path, monkeypatch):
     check_schedule_cfg(to_plain(cfg.schedule), cfg.train.max_iters or 100000)
 
 
+@pytest.mark.filterwarnings("error:.*matches no parameter")  # a custom key that does nothing is a bug
 @pytest.mark.parametrize("path", EXAMPLES, ids=lambda p: p.stem)
 def test_training_trick_examples_run(path, demo_root, tmp_path):
     overrides = [f"work_dir={tmp_path / 'run'}", f"data.root={demo_root}", "data.generate_demo=false",
