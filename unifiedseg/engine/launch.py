@@ -13,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config, to_plain
+from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
@@ -161,12 +162,13 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         multi, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collate,  # starts where the sampler resumed
         num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
     val_sets = validation_datasets(cfg, registry, root, converter)
+    labelable = {name: sorted(set(converter.label_lut(name).tolist()) - {IGNORE_INDEX}) for name in val_sets}
 
     def evaluate() -> dict:
         net = swa.averaged_module if swa is not None and trainer.finished else model
         matrices = validate(net, val_sets, num_classes=num_classes, device=dist.device, amp=amp, rank=dist.rank,
                             world_size=dist.world_size, max_images=cfg.data.val.max_images, progress=dist.is_main)
-        return summarize(matrices, converter.class_names)
+        return summarize(matrices, converter.class_names, labelable)
 
     def state(iteration: int) -> dict:
         return {

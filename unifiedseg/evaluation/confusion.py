@@ -59,9 +59,11 @@ class ConfusionMatrix:
         union = m.sum(0) + m.sum(1) - tp
         return torch.where(union > 0, tp / union.clamp(min=1), torch.full_like(tp, float("nan")))
 
-    def miou(self) -> float:
-        """Mean IoU over classes present in the labels or the predictions."""
+    def miou(self, classes: list[int] | None = None) -> float:
+        """Mean IoU over classes present in the labels or the predictions (among `classes` if given)."""
         iou = self.iou()
+        if classes is not None:
+            iou = iou[torch.as_tensor(classes, dtype=torch.long)]
         present = ~iou.isnan()
         return float(iou[present].mean()) if present.any() else float("nan")
 

@@ -39,13 +39,21 @@ def validate(model, datasets: dict, *, num_classes: int, device: torch.device, a
     return results
 
 
-def summarize(matrices: dict[str, ConfusionMatrix], class_names: list[str]) -> dict:
-    """JSON-ready metrics: per dataset mIoU, mAcc, aAcc and per-class IoU; and the mean mIoU over datasets."""
+def summarize(matrices: dict[str, ConfusionMatrix], class_names: list[str],
+              labelable: dict[str, list[int]] | None = None) -> dict:
+    """JSON-ready metrics: per dataset mIoU, mAcc, aAcc and per-class IoU; and the mean mIoU over datasets.
+
+    `labelable[dataset]` lists the classes that dataset's labels can name; its mIoU averages over
+    those only. A class the dataset cannot label (one it merges, e.g. car and truck under one
+    one-to-many `vehicle`) has no true positives there, so its IoU would only measure false alarms.
+    """
     per_dataset = {}
     for name, matrix in matrices.items():
         iou = matrix.iou().tolist()
+        classes = (labelable or {}).get(name)
         per_dataset[name] = {
-            "miou": matrix.miou(), "macc": matrix.macc(), "aacc": matrix.aacc(),
+            "miou": matrix.miou(classes), "macc": matrix.macc(), "aacc": matrix.aacc(),
+            "classes_scored": [class_names[c] for c in classes] if classes is not None else list(class_names),
             "class_iou": {c: (None if v != v else round(v, 6)) for c, v in zip(class_names, iou)},
         }
     values = [m["miou"] for m in per_dataset.values() if m["miou"] == m["miou"]]

@@ -1,0 +1,109 @@
+"""Evaluate a model on datasets, each in its own label space (MSeg's zero-shot protocol), and write
+the results people read: results.json, results.md, results.csv and a confusion-matrix PNG each.
+
+Which space a dataset is scored in:
+- a test column of the model's taxonomy (zero-shot): universal probabilities summed into the test
+  classes (`TaxonomyConverter.test_matrix`), labels in the dataset's own ids;
+- a training dataset of the model: the model's own label space, labels mapped into it;
+- an oracle model: its one dataset, in that dataset's own ids.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from unifiedseg.data.decode import BadSampleError, read_image, read_label
+from unifiedseg.data.labels import LabelMapper
+from unifiedseg.data.listfile import ListEntry
+from unifiedseg.evaluation.confusion import ConfusionMatrix
+from unifiedseg.utils.fileio import atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class DatasetResult:
+    name: str
+    space: str  # "test classes", "universal" / "naive" / "oracle"
+    class_names: list[str]
+    matrix: ConfusionMatrix
+    images: int = 0
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        iou = self.matrix.iou().tolist()
+        return {"space": self.space, "images": self.images, "skipped": len(self.skipped),
+                "skipped_files": self.skipped, "miou": self.matrix.miou(), "macc": self.matrix.macc(),
+                "aacc": self.matrix.aacc(),
+                "class_iou": {c: (None if math.isnan(v) else v) for c, v in zip(self.class_names, iou)}}
+
+
+def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, predict, class_names: list[str], *,
+                     space: str, skip_bad: bool = False, max_images: int | None = None,
+                     progress: bool = True) -> DatasetResult:
+    """Score `predict(rgb image) -> label ids (H, W)` on every entry; labels go through `mapper`."""
+    result = DatasetResult(name, space, list(class_names), ConfusionMatrix(len(class_names)))
+    chosen = entries if max_images is None else entries[:max_images]
+    for entry in tqdm(chosen, desc=f"test {name}", unit="img", disable=not progress):
+        try:
+            label = read_label(entry.label)
+            mapper.check(label, entry.label)
+            image = read_image(entry.image)
+            if image.shape[:2] != label.shape:
+                raise BadSampleError(entry.image, f"image is {image.shape[0]}x{image.shape[1]} but its label "
+                                                  f"{entry.label} is {label.shape[0]}x{label.shape[1]}")
+        except BadSampleError as err:
+            if not skip_bad:
+                raise BadSampleError(err.path, f"{err.problem} (list line {entry.line}; --skip-bad skips and counts "
+                                               f"such samples)") from None
+            logger.warning("skipping %s", err)
+            result.skipped.append(str(err))
+            continue
+        pred = predict(image)
+        result.matrix.update(torch.as_tensor(np.asarray(pred)), torch.from_numpy(mapper(label).astype(np.int64)))
+        result.images += 1
+    return result
+
+
+def harmonic_mean(values: list[float]) -> float:
+    """MSeg's summary over datasets: one bad dataset pulls it down more than an arithmetic mean would."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return float("nan")
+    if any(v <= 0 for v in values):
+        return 0.0
+    return len(values) / sum(1.0 / v for v in values)
+
+
+def write_results(out_dir: Path, results: list[DatasetResult], meta: dict) -> dict:
+    """results.json (everything), results.md and results.csv (one row per dataset and a summary row)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    summary = {"harmonic_mean_miou": harmonic_mean([r.matrix.miou() for r in results]),
+               "mean_miou": float(np.mean([r.matrix.miou() for r in results])) if results else float("nan")}
+    data = {**meta, "datasets": {r.name: r.to_dict() for r in results}, **summary}
+    atomic_write_text(out_dir / "results.json", json.dumps(data, indent=1, allow_nan=True) + "\n")
+    rows = [(r.name, r.space, r.images, r.matrix.miou(), r.matrix.macc(), r.matrix.aacc()) for r in results]
+    header = ("dataset", "space", "images", "mIoU", "mAcc", "aAcc")
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(header)
+    for row in rows:
+        writer.writerow([*row[:3], *(f"{100 * v:.2f}" for v in row[3:])])
+    writer.writerow(["harmonic mean", "", sum(r.images for r in results), f"{100 * summary['harmonic_mean_miou']:.2f}", "", ""])
+    atomic_write_text(out_dir / "results.csv", buffer.getvalue())
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += [f"| {n} | {s} | {i} | {100 * a:.1f} | {100 * b:.1f} | {100 * c:.1f} |" for n, s, i, a, b, c in rows]
+    lines.append(f"| **harmonic mean** | | | **{100 * summary['harmonic_mean_miou']:.1f}** | | |")
+    title = f"Results of {meta.get('checkpoint', 'the model')} ({meta.get('taxonomy_kind', '')} taxonomy)"
+    atomic_write_text(out_dir / "results.md", f"# {title}\n\n" + "\n".join(lines) + "\n")
+    return data
