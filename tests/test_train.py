@@ -155,3 +155,17 @@ def test_ddp_with_two_processes_matches_one_process_with_the_global_batch(demo_r
             compared += 1
     assert compared > 10
     assert sorted(loss_by_iter(tmp_path / "ddp")) == [1, 2, 3]
+
+
+def test_skipped_bad_samples_are_counted_in_the_training_log(demo_root, tmp_path):
+    import shutil
+
+    root = tmp_path / "data"
+    shutil.copytree(demo_root, root)
+    for image in sorted((root / "demo-ade" / "images" / "training").glob("*.jpg"))[:3]:
+        image.write_bytes(image.read_bytes()[:200])  # truncated JPEGs
+    train(root, tmp_path / "run", **{"data.on_bad_sample": "skip", "train.max_iters": 4})
+    last = [r for r in log_records(tmp_path / "run") if "loss" in r][-1]
+    assert last["bad_samples_skipped"] >= 1
+    assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["bad_samples_skipped"] >= 1
+    assert "skipping bad sample of demo-ade" in (tmp_path / "run" / "train.log").read_text()
