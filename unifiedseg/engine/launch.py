@@ -36,6 +36,12 @@ LOSS_KEYS = ("loss_decode", "sampler")
 SWA_BN_BATCHES = 50
 
 
+def training_converter(cfg: DictConfig):
+    """The label space a config trains in, built exactly as its checkpoints' fingerprint was (no test columns)."""
+    return build_converter(cfg.taxonomy.kind, cfg.taxonomy.tsv, train_datasets=list(cfg.data.train_datasets),
+                           test_datasets=[])
+
+
 def setup_logging(work_dir: Path, is_main: bool) -> None:
     logger.setLevel(logging.INFO if is_main else logging.WARNING)
     logger.handlers.clear()
@@ -103,8 +109,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     torch.manual_seed(cfg.train.seed + dist.rank)
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
 
-    converter = build_converter(cfg.taxonomy.kind, cfg.taxonomy.tsv, train_datasets=list(cfg.data.train_datasets),
-                                test_datasets=[])
+    converter = training_converter(cfg)
     num_classes = converter.num_classes
     loss_cfg = to_plain(cfg.loss)
     unknown = [k for k in loss_cfg if k not in LOSS_KEYS]

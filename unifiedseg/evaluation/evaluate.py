@@ -39,11 +39,15 @@ class DatasetResult:
     matrix: ConfusionMatrix
     images: int = 0
     skipped: list[str] = field(default_factory=list)
+    scored_classes: list[int] | None = None  # mIoU over these only (the classes the dataset can label)
+
+    def miou(self) -> float:
+        return self.matrix.miou(self.scored_classes)
 
     def to_dict(self) -> dict:
         iou = self.matrix.iou().tolist()
         return {"space": self.space, "images": self.images, "skipped": len(self.skipped),
-                "skipped_files": self.skipped, "miou": self.matrix.miou(), "macc": self.matrix.macc(),
+                "skipped_files": self.skipped, "miou": self.miou(), "macc": self.matrix.macc(),
                 "aacc": self.matrix.aacc(),
                 "class_iou": {c: (None if math.isnan(v) else v) for c, v in zip(self.class_names, iou)}}
 
@@ -88,11 +92,11 @@ def harmonic_mean(values: list[float]) -> float:
 def write_results(out_dir: Path, results: list[DatasetResult], meta: dict) -> dict:
     """results.json (everything), results.md and results.csv (one row per dataset and a summary row)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"harmonic_mean_miou": harmonic_mean([r.matrix.miou() for r in results]),
-               "mean_miou": float(np.mean([r.matrix.miou() for r in results])) if results else float("nan")}
+    summary = {"harmonic_mean_miou": harmonic_mean([r.miou() for r in results]),
+               "mean_miou": float(np.mean([r.miou() for r in results])) if results else float("nan")}
     data = {**meta, "datasets": {r.name: r.to_dict() for r in results}, **summary}
     atomic_write_text(out_dir / "results.json", json.dumps(data, indent=1, allow_nan=True) + "\n")
-    rows = [(r.name, r.space, r.images, r.matrix.miou(), r.matrix.macc(), r.matrix.aacc()) for r in results]
+    rows = [(r.name, r.space, r.images, r.miou(), r.matrix.macc(), r.matrix.aacc()) for r in results]
     header = ("dataset", "space", "images", "mIoU", "mAcc", "aAcc")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")

@@ -1,0 +1,117 @@
+"""`python tools/test.py --config FILE --checkpoint CKPT --datasets D1 D2 ... [--out DIR]`: evaluate a model
+on datasets, each in its own label space (MSeg's zero-shot protocol for test datasets)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+
+from unifiedseg.config import ConfigError, load_config
+from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.listfile import ListFileError
+from unifiedseg.data.registry import RegistryError
+from unifiedseg.engine.checkpoint import CheckpointError
+from unifiedseg.taxonomy import TaxonomyError
+
+logger = logging.getLogger("unifiedseg")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description="Evaluate a trained model on datasets, each in its own label space: a test column of the "
+                    "model's taxonomy zero-shot (universal probabilities summed into its classes), a training "
+                    "dataset in the model's label space, an oracle's dataset in its own ids. Writes results.json, "
+                    "results.md, results.csv and a confusion-matrix PNG per dataset.",
+        epilog="example: python tools/test.py --config config/train/demo/unified.yaml "
+               "--checkpoint work_dirs/demo/unified/checkpoints/final.pth --datasets demo-camvid demo-city "
+               "--out work_dirs/demo/unified/test")
+    parser.add_argument("--config", required=True, help="the training config of the checkpoint")
+    parser.add_argument("--checkpoint", required=True, nargs="+", help="checkpoint(s); several = an ensemble")
+    parser.add_argument("--datasets", required=True, nargs="+", metavar="NAME", help="registry datasets to evaluate")
+    parser.add_argument("--out", default=None, help="output folder (default: WORK_DIR/test)")
+    parser.add_argument("--split", default="val", help="which list of each dataset (default: val)")
+    parser.add_argument("--root", default=None, help="data root (default: data.root of the config, else $UNIFIEDSEG_DATA_ROOT)")
+    parser.add_argument("--mode", default="whole", choices=["whole", "slide"], help="whole image or sliding window")
+    parser.add_argument("--short-side", type=int, default=None, help="resize the short side first (MSeg: 480/720/1080)")
+    parser.add_argument("--crop-size", type=int, default=None, help="sliding-window crop (default: the training crop)")
+    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the crop)")
+    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
+                        help="multi-scale test, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (costs one pass per scale)")
+    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped passes (2x cost)")
+    parser.add_argument("--skip-bad", action="store_true", help="skip and count unreadable samples instead of stopping")
+    parser.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images per dataset")
+    parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
+    try:
+        cfg = load_config(args.config)
+        results = run(cfg, args)
+    except (ConfigError, CheckpointError, TaxonomyError, RegistryError, ListFileError, BadSampleError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    for result in results:
+        extra = f", {len(result.skipped)} skipped" if result.skipped else ""
+        print(f"{result.name:<24} {result.space:<14} mIoU {100 * result.miou():5.1f}  ({result.images} images{extra})")
+    return 0
+
+
+def run(cfg, args) -> list:
+    """Evaluate every dataset of `args`; returns the DatasetResults (and writes the files)."""
+    from unifiedseg.data.labels import build_label_mapper
+    from unifiedseg.data.listfile import read_list
+    from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
+    from unifiedseg.evaluation.evaluate import evaluate_dataset, write_results
+    from unifiedseg.inference import Predictor
+    from unifiedseg.engine.launch import training_converter
+    from unifiedseg.taxonomy import TaxonomyTable
+
+    converter = training_converter(cfg)
+    test_columns = TaxonomyTable.load(cfg.taxonomy.tsv).test_datasets if cfg.taxonomy.kind != "oracle" \
+        else list(cfg.data.train_datasets)
+    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
+    root = resolve_data_root(args.root or cfg.data.root)
+    out = Path(args.out or Path(cfg.work_dir) / "test")
+    results = []
+    for name in args.datasets:
+        info = registry.get(name)
+        if name in test_columns:
+            output, mapper_converter, space = name, None, "test classes" if cfg.taxonomy.kind != "oracle" else "oracle"
+        elif name in converter.train_datasets:
+            output, mapper_converter, space = None, converter, converter.kind
+        else:
+            raise ValueError(f"dataset {name!r} is neither a test column of taxonomy {cfg.taxonomy.tsv} "
+                             f"({', '.join(test_columns)}) nor a training dataset of this model "
+                             f"({', '.join(converter.train_datasets)})")
+        predictor = Predictor(cfg, args.checkpoint, device=args.device, mode=args.mode, short_side=args.short_side,
+                              crop_size=args.crop_size, stride=args.stride, scales=tuple(args.scales), flip=args.flip,
+                              output_dataset=output)
+        entries = read_list(info.list_path(args.split, root), info.folder(root))
+        result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter),
+                                  lambda image: predictor.predict(image).labels, predictor.class_names, space=space,
+                                  skip_bad=args.skip_bad, max_images=args.max_images)
+        if space not in ("test classes", "oracle"):  # score only the classes this dataset can label
+            result.scored_classes = sorted(set(converter.label_lut(name).tolist()) - {255})
+        results.append(result)
+    meta = {"config": str(args.config) if hasattr(args, "config") else "", "checkpoint": ", ".join(args.checkpoint),
+            "taxonomy_kind": cfg.taxonomy.kind, "taxonomy_fingerprint": converter.fingerprint(),
+            "mode": args.mode, "scales": list(args.scales), "flip": args.flip, "split": args.split}
+    write_results(out, results, meta)
+    try:
+        from unifiedseg.evaluation.visualize import confusion_png
+    except ImportError:  # the drawing module is optional for scoring
+        confusion_png = None
+    if confusion_png is not None:
+        for result in results:
+            confusion_png(out / f"confusion_{result.name}.png", result.matrix.matrix.numpy(), result.class_names)
+    print(f"results in {out}/results.md (.json, .csv)")
+    return results
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,7 @@
+"""Inference: `Predictor` loads trained models from a config and checkpoint(s) and predicts images
+(`predictor`); whole-image, sliding-window and multi-scale/flip prediction on any model callable (`tiling`)."""
+
+from unifiedseg.inference.predictor import Prediction, Predictor
+from unifiedseg.inference.tiling import InferenceSettings, predict_probs
+
+__all__ = ["InferenceSettings", "Prediction", "Predictor", "predict_probs"]
