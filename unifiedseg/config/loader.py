@@ -23,7 +23,7 @@ from omegaconf.errors import OmegaConfBaseException
 
 from unifiedseg.config.schema import Config
 from unifiedseg.utils.names import suggest
-from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.fileio import atomic_write_text, read_yaml_mapping
 
 BASE_KEY = "_base_"
 # Sections checked by their own builders rather than by the schema.
@@ -67,23 +67,11 @@ def to_plain(section) -> Any:
     return OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else section
 
 
-def _read_yaml(path: Path) -> dict:
-    if not path.exists():
-        raise ConfigError(f"config file {path} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a config must be a mapping of keys, got {type(data).__name__}")
-    return data
-
-
 def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:
     path = path.resolve()
     if path in chain:
         raise ConfigError(f"_base_ cycle: {' -> '.join(str(p) for p in chain + (path,))}")
-    data = _read_yaml(path)
+    data = read_yaml_mapping(path, ConfigError, "a mapping of config keys")
     bases = data.pop(BASE_KEY, [])
     bases = [bases] if isinstance(bases, str) else bases
     if not isinstance(bases, list):

@@ -20,9 +20,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from unifiedseg.paths import taxonomy_dir
+from unifiedseg.utils.fileio import read_yaml_mapping
 from unifiedseg.utils.names import suggest
 
 DATA_ROOT_ENV = "UNIFIEDSEG_DATA_ROOT"
@@ -72,14 +71,7 @@ class DatasetRegistry:
         return registry
 
     def add_file(self, path: Path) -> None:
-        if not path.exists():
-            raise RegistryError(f"dataset registry file {path} does not exist")
-        try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise RegistryError(f"{path}: not valid YAML: {err}") from err
-        if not isinstance(data, dict):
-            raise RegistryError(f"{path}: expected a mapping of dataset name -> entry")
+        data = read_yaml_mapping(path, RegistryError, "a mapping of dataset name -> entry")
         for name, entry in data.items():
             self.add(_parse_entry(str(name), entry, path))
 

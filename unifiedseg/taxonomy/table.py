@@ -19,10 +19,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
 
 from unifiedseg.paths import taxonomy_dir
-from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.fileio import atomic_write_text, read_yaml_mapping
 from unifiedseg.utils.names import suggest
 
 UNIVERSAL_COLUMN = "universal"
@@ -138,12 +137,7 @@ class TaxonomyMeta:
         meta = cls(path=companion if companion.exists() else None)
         data = {}
         if meta.path is not None:
-            try:
-                data = yaml.safe_load(companion.read_text(encoding="utf-8")) or {}
-            except yaml.YAMLError as err:
-                raise TaxonomyError(f"{companion}: not valid YAML: {err}") from err
-            if not isinstance(data, dict):
-                raise TaxonomyError(f"{companion}: expected a mapping of keys {', '.join(cls.KEYS)}")
+            data = read_yaml_mapping(companion, TaxonomyError, f"a mapping of keys {', '.join(cls.KEYS)}")
             unknown = sorted(set(data) - set(cls.KEYS))
             if unknown:
                 raise TaxonomyError(f"{companion}: unknown key(s) {', '.join(unknown)}; valid keys: {', '.join(cls.KEYS)}")

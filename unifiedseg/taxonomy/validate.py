@@ -115,6 +115,22 @@ def _stray_whitespace(raw: str) -> bool:
     return raw != stripped or any("  " in item.strip() or "\t" in item for item in inner.split(","))
 
 
+def _parsed_cells(table: TaxonomyTable, dataset: str, report):
+    """(row index, line, raw cell, entries) of each parsable cell of a column; reports stray whitespace
+    and syntax errors (a cell that does not parse is not yielded)."""
+    for i in range(len(table.rows)):
+        raw = table.cell(i, dataset)
+        line = table.line_of(i)
+        if _stray_whitespace(raw):
+            report(ERROR, "stray whitespace", line, dataset, raw)
+        try:
+            entries = parse_cell(raw)
+        except CellSyntaxError as err:
+            report(ERROR, str(err), line, dataset, raw)
+            continue
+        yield i, line, raw, entries
+
+
 def _names_or_report(table, dataset, report) -> list[str] | None:
     try:
         return table.dataset_names(dataset)
@@ -130,17 +146,8 @@ def _check_train_column(table: TaxonomyTable, dataset: str, report) -> None:
     known = set(names)
     # name -> [(line, partial, universal)]
     occurrences: dict[str, list[tuple[int, bool, str]]] = defaultdict(list)
-    for i in range(len(table.rows)):
-        raw = table.cell(i, dataset)
-        line = table.line_of(i)
+    for i, line, raw, entries in _parsed_cells(table, dataset, report):
         universal = table.universal_name(i)
-        if _stray_whitespace(raw):
-            report(ERROR, "stray whitespace", line, dataset, raw)
-        try:
-            entries = parse_cell(raw)
-        except CellSyntaxError as err:
-            report(ERROR, str(err), line, dataset, raw)
-            continue
         in_cell = set()
         for entry in entries:
             if entry.name not in known:
@@ -181,16 +188,7 @@ def _check_test_column(table: TaxonomyTable, dataset: str, report) -> None:
         return
     known = set(names)
     reached: dict[str, list[int]] = defaultdict(list)  # test class -> rows reaching it
-    for i in range(len(table.rows)):
-        raw = table.cell(i, dataset)
-        line = table.line_of(i)
-        if _stray_whitespace(raw):
-            report(ERROR, "stray whitespace", line, dataset, raw)
-        try:
-            entries = parse_cell(raw)
-        except CellSyntaxError as err:
-            report(ERROR, str(err), line, dataset, raw)
-            continue
+    for i, line, raw, entries in _parsed_cells(table, dataset, report):
         if not entries:
             continue
         if len(entries) > 1 or entries[0].partial:

@@ -24,3 +24,20 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str) -> dict:
+    """A YAML file that must hold a mapping; `error(message)` names the file when it is missing,
+    not YAML, or not a mapping (`what` says what the mapping should be)."""
+    import yaml
+
+    path = Path(path)
+    if not path.exists():
+        raise error(f"{path} does not exist")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise error(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(data, dict):
+        raise error(f"{path}: expected {what}, got {type(data).__name__}")
+    return data
