@@ -19,13 +19,21 @@ setup(
         "tqdm",
         "tensorboard",
         "omegaconf",
+        "pillow",
     ],
-    extras_require={"test": ["pytest", "hypothesis"]},
+    extras_require={
+        # ONNX export and its check against onnxruntime (tools/export.py); pinned as tested.
+        "export": ["onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
+        "test": ["pytest", "hypothesis", "onnx==1.23.2", "onnxscript==0.7.2", "onnxruntime==1.32.0"],
+    },
     entry_points={
         "console_scripts": [
             "unifiedseg-taxonomy=unifiedseg.cli.taxonomy:main",
             "unifiedseg-train=unifiedseg.cli.train:main",
             "unifiedseg-make-demo-data=unifiedseg.cli.make_demo_data:main",
+            "unifiedseg-test=unifiedseg.cli.test:main",
+            "unifiedseg-demo=unifiedseg.cli.demo:main",
+            "unifiedseg-export=unifiedseg.cli.export:main",
         ],
     },
 )

@@ -203,13 +203,18 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                                 keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
     hooks.append(logging_hook)
     hooks += list(extra_hooks)
+    batches = iter(loader)
     trainer = Trainer(model=train_model, loss_set=loss_set.to(dist.device), optimizer=optimizer, scheduler=scheduler,
-                      batches=iter(loader), start_iter=start_iter, max_iters=max_iters, device=dist.device, amp=amp,
+                      batches=batches, start_iter=start_iter, max_iters=max_iters, device=dist.device, amp=amp,
                       scaler=scaler, num_classes=num_classes, partial_target_sets=converter.partial_target_sets(),
                       accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
                       norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks)
-    trainer.train()
+    try:
+        trainer.train()
+    finally:
+        if hasattr(batches, "_shutdown_workers"):  # loader processes end with the run, not at garbage collection
+            batches._shutdown_workers()
     if not trainer.finished:
         logger.warning("stopped at iteration %d of %d; run the same command again to resume", trainer.iter, max_iters)
         return {}
