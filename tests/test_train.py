@@ -169,3 +169,16 @@ def test_skipped_bad_samples_are_counted_in_the_training_log(demo_root, tmp_path
     assert last["bad_samples_skipped"] >= 1
     assert json.loads((tmp_path / "run" / "final_metrics.json").read_text())["bad_samples_skipped"] >= 1
     assert "skipping bad sample of demo-ade" in (tmp_path / "run" / "train.log").read_text()
+
+
+def test_normalising_on_the_device_trains_exactly_like_normalising_in_the_loader(demo_root, tmp_path):
+    train(demo_root, tmp_path / "cpu_norm", **{"train.max_iters": 2})
+    train(demo_root, tmp_path / "device_norm", **{"train.max_iters": 2, "data.normalize_on_device": "true"})
+    assert loss_by_iter(tmp_path / "device_norm") == pytest.approx(loss_by_iter(tmp_path / "cpu_norm"), rel=1e-6)
+
+
+def test_swa_with_uint8_batches_recomputes_batch_norm_and_saves_the_average(demo_root, tmp_path):
+    metrics = train(demo_root, tmp_path / "swa", **{"train.max_iters": 3, "data.normalize_on_device": "true",
+                                                    "swa": "{start_iter: 1, swa_lr: 0.001}"})
+    assert 0 <= metrics["miou"] <= 1
+    assert "SWA: averaged 2 iterations" in (tmp_path / "swa" / "train.log").read_text()

@@ -461,7 +461,7 @@ def test_val_transform_resizes_and_centre_crops_with_padding():
     np.testing.assert_array_equal(out_lab[2:22], label[1::3, 1::3][:, 3:27])
     tensor_img, tensor_lab = transform(image, label)
     assert tensor_img.dtype == torch.uint8 and tensor_img.shape == (3, 24, 24)
-    assert tensor_lab.dtype == torch.int64
+    assert tensor_lab.dtype == torch.uint8  # normalize=False: both converted on the device
     whole, no_label = ValTransform()(image)
     assert whole.shape == (3, 60, 90) and no_label is None
 

@@ -67,6 +67,7 @@ class DataConfig:
     num_workers: int = 2  # loader processes per training process
     on_bad_sample: str = "error"  # error: stop naming the file | skip: log it, count it, use the next sample
     reduced_decoding: bool = True  # decode JPEGs at 1/2, 1/4, 1/8 when the sampled scale allows
+    normalize_on_device: bool = False  # loaders send uint8 crops; mean/std normalisation on the training device
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     val: ValidationConfig = field(default_factory=ValidationConfig)

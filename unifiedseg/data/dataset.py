@@ -94,7 +94,11 @@ class SegmentationDataset(torch.utils.data.Dataset):
         entry = self.entries[index]
         label = read_label(entry.label)
         self.label_mapper.check(label, entry.label)
-        label = self.label_mapper(label)
+        # uint8 ids are mapped after the warp, on the crop (a quarter of a 1080p frame): the warp only
+        # moves ids and pads with 255, which every mapping keeps. uint16 releases are mapped first.
+        map_after_warp = label.dtype == np.uint8 and isinstance(self.transform, TrainTransform)
+        if not map_after_warp:
+            label = self.label_mapper(label)
         if isinstance(self.transform, TrainTransform):
             rng = np.random.default_rng([self.seed, key.iteration, key.slot, index])
             params = self.transform.sample_params(label.shape, rng)
@@ -102,7 +106,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             image = read_image(entry.image, reduce=reduction)
             _check_size(entry, image, label, reduction)
             image, label = self.transform.apply(image, label, params, decoded_scale=1.0 / reduction)
-            image_t, label_t = self.transform.to_tensors(image, label)
+            image_t, label_t = self.transform.to_tensors(image, self.label_mapper(label))
         else:
             image = read_image(entry.image)
             _check_size(entry, image, label, 1)

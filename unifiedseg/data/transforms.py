@@ -420,13 +420,15 @@ def warp_crop(image: np.ndarray, label: np.ndarray | None, params: AugParams, *,
 
 def to_tensors(image: np.ndarray, label: np.ndarray | None, *, mean: Sequence[float] = IMAGENET_MEAN,
                std: Sequence[float] = IMAGENET_STD, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """uint8 HWC image -> float32 CHW (image - mean) / std, or uint8 CHW when normalize is False
-    (to normalise on the device); uint8 label -> int64 HW."""
+    """uint8 HWC image -> float32 CHW (image - mean) / std and uint8 label -> int64 HW; or, when
+    normalize is False, uint8 CHW image and uint8 HW label (both converted on the device: a quarter
+    of the bytes to collate and copy)."""
     chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    if normalize:
-        chw = chw.float()
-        chw.sub_(torch.tensor(mean, dtype=torch.float32).view(3, 1, 1))
-        chw.div_(torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
+    if not normalize:
+        return chw, (torch.from_numpy(np.ascontiguousarray(label)) if label is not None else None)
+    chw = chw.float()
+    chw.sub_(torch.tensor(mean, dtype=torch.float32).view(3, 1, 1))
+    chw.div_(torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
     return chw, (torch.from_numpy(label).long() if label is not None else None)
 
 

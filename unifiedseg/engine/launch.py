@@ -75,7 +75,7 @@ def prepare_data_root(cfg: DictConfig, dist: DistContext) -> Path:
 def augmentation(cfg: DictConfig) -> TrainTransform:
     aug = to_plain(cfg.data.augmentation)
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-    return TrainTransform(**tuples)
+    return TrainTransform(**tuples, normalize=not cfg.data.normalize_on_device)
 
 
 def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
@@ -209,7 +209,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                       scaler=scaler, num_classes=num_classes, partial_target_sets=converter.partial_target_sets(),
                       accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
-                      norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks)
+                      norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks,
+                      mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std))
     try:
         trainer.train()
     finally:
@@ -255,7 +256,10 @@ class SWAFinalizeHook(Hook):
 
     def after_train(self, trainer) -> None:
         if trainer.finished:
-            used = self.swa.finalize(self.loader_factory(), max_batches=SWA_BN_BATCHES)
+            def forward(model, batch):
+                model(trainer.prepare_images(batch["image"]))
+
+            used = self.swa.finalize(self.loader_factory(), max_batches=SWA_BN_BATCHES, forward=forward)
             logger.info("SWA: averaged %d iterations; batch-norm statistics recomputed over %d batches",
                         self.swa.num_averaged, used)
 

@@ -62,7 +62,7 @@ class Trainer:
                  max_iters: int, device: torch.device, amp: str, scaler, num_classes: int,
                  partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
                  max_nonfinite_steps: int = 5, channels_last: bool = False, norm_eval: bool = False, swa=None,
-                 hooks: list[Hook] = ()):
+                 hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
         self.model = model
         self.loss_set = loss_set
         self.optimizer = optimizer
@@ -83,6 +83,9 @@ class Trainer:
         self.norm_eval = norm_eval  # batch-norm layers keep their running statistics (eval mode)
         self.swa = swa  # an SWAState owns the lr from swa.start_iter on and averages the weights
         self.hooks = list(hooks)
+        # uint8 batches (data.normalize_on_device) are normalised here, on the training device
+        self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
+        self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.stop_requested = False  # set by a signal handler: stop after the current step
         self.nonfinite_in_a_row = 0
         self.nonfinite_total = 0
@@ -168,13 +171,18 @@ class Trainer:
                           step_time=time.perf_counter() - start, skipped_overflow=overflow, grad_norm=grad_norm,
                           bad_samples=bad_samples, predictions=predictions)
 
-    def _forward(self, batch: dict):
-        images = batch["image"].to(self.device, non_blocking=True)
+    def prepare_images(self, images: torch.Tensor) -> torch.Tensor:
+        """A batch of images on the training device, normalised (uint8 batches are normalised here)."""
+        images = images.to(self.device, non_blocking=True)
         if images.dtype == torch.uint8:  # normalisation left to the device
-            images = images.float()
+            images = (images.float() - self.mean) / self.std
+        return images
+
+    def _forward(self, batch: dict):
+        images = self.prepare_images(batch["image"])
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch["label"].to(self.device, non_blocking=True)
+        labels = batch["label"].to(self.device, non_blocking=True).long()  # uint8 from device-normalised loaders
         labels, partial = split_partial_labels(labels, self.num_classes)
         with autocast(self.device, self.amp):
             outputs = self.model(images)
