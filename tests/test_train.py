@@ -182,3 +182,12 @@ def test_swa_with_uint8_batches_recomputes_batch_norm_and_saves_the_average(demo
                                                     "swa": "{start_iter: 1, swa_lr: 0.001}"})
     assert 0 <= metrics["miou"] <= 1
     assert "SWA: averaged 2 iterations" in (tmp_path / "swa" / "train.log").read_text()
+
+
+def test_resuming_with_another_accumulation_is_refused_and_run_length_is_checked(demo_root, tmp_path):
+    train(demo_root, tmp_path / "acc", **{"train.max_iters": 2, "train.checkpoint_interval": 1})
+    (tmp_path / "acc" / "checkpoints" / "final.pth").unlink()  # as if it had crashed after iteration 1
+    with pytest.raises(CheckpointError, match=r"train.accumulate_grad=1, this run sets 2"):
+        train(demo_root, tmp_path / "acc", **{"train.max_iters": 2, "train.accumulate_grad": 2})
+    with pytest.raises(ValueError, match="set exactly one of train.max_iters"):
+        train(demo_root, tmp_path / "none", **{"train.max_iters": "null"})

@@ -32,11 +32,12 @@ def main(argv=None) -> int:
     from unifiedseg.engine.launch import run_training  # heavy imports after the config is known good
     from unifiedseg.engine.distributed import shutdown
 
+    from unifiedseg.engine.trainer import TrainingError
+    from unifiedseg.models import PretrainedLoadError
+
     try:
         run_training(cfg)
-    except (ValueError, RuntimeError, KeyError) as err:
-        if type(err).__name__ in ("OutOfMemoryError",):
-            raise
+    except (ValueError, TrainingError, PretrainedLoadError) as err:  # the project's errors for user mistakes; bugs keep their traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -104,6 +104,8 @@ class LoggingHook(Hook):
         if self.writer is not None:
             self.writer.close()
 
+    on_exception = after_train
+
 
 class ValidationHook(Hook):
     """Every `interval` steps (and at the end) run `evaluate()` -> metrics dict; log and keep the last."""
@@ -191,3 +193,13 @@ class StopOnSignalHook(Hook):
     def after_train(self, trainer: Trainer) -> None:
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
+        self.previous = {}
+
+    on_exception = after_train
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader worker_init_fn: Ctrl-C or a group-wide SIGTERM must not kill the loader processes
+    while the main process finishes its step and saves a checkpoint (they exit with the parent)."""
+    for sig in StopOnSignalHook.SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)

@@ -20,7 +20,7 @@ from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
-from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHook, ValidationHook
+from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHook, ValidationHook, ignore_stop_signals
 from unifiedseg.engine.precision import make_grad_scaler, resolve_amp
 from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
 from unifiedseg.evaluation.validate import summarize, validate
@@ -128,6 +128,13 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         reduced_decoding=cfg.data.reduced_decoding) for name in cfg.data.train_datasets]
     multi = MultiDataset(train_sets)
     accumulate = cfg.train.accumulate_grad
+    if accumulate < 1:
+        raise ValueError(f"train.accumulate_grad must be at least 1, got {accumulate}")
+    if (cfg.train.max_iters is None) == (cfg.train.num_examples is None):
+        raise ValueError("set exactly one of train.max_iters (optimizer steps) and train.num_examples (crops per "
+                         f"dataset); got max_iters={cfg.train.max_iters}, num_examples={cfg.train.num_examples}")
+    if cfg.train.max_iters is not None and cfg.train.max_iters < 1:
+        raise ValueError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
     sampling = {k: v for k, v in to_plain(cfg.data.sampling).items() if v is not None}  # unset: sampler defaults
     sampler = MultiDatasetSampler(
         dataset_sizes=multi.sizes(), batch_size=cfg.data.batch_size, world_size=dist.world_size, rank=dist.rank,
@@ -152,8 +159,9 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     scaler = make_grad_scaler(dist.device, amp)
     logger.info("parameter groups:\n%s", format_param_groups(optimizer, model))
 
-    start_iter = restore(cfg, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler, swa=swa,
-                         sampler=sampler, converter=converter, model_cfg=model_cfg, work_dir=work_dir)
+    start_iter, restored_counters = restore(cfg, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
+                                            swa=swa, sampler=sampler, converter=converter, model_cfg=model_cfg,
+                                            work_dir=work_dir, dist=dist)
     if dist.is_main:
         dump_config(cfg, work_dir / "config.yaml")
     train_model = model
@@ -165,7 +173,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
 
     loader = torch.utils.data.DataLoader(
         multi, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collate,  # starts where the sampler resumed
-        num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda")
+        num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda",
+        worker_init_fn=ignore_stop_signals if cfg.data.num_workers else None)
     val_sets = validation_datasets(cfg, registry, root, converter)
     labelable = {name: sorted(set(converter.label_lut(name).tolist()) - {IGNORE_INDEX}) for name in val_sets}
 
@@ -186,6 +195,9 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
             "taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
                          "class_names": converter.class_names},
             "model_config": {k: model_cfg[k] for k in ckpt.MODEL_IDENTITY_KEYS},
+            "accumulate_grad": accumulate,
+            "counters": {"nonfinite_total": trainer.nonfinite_total, "nonfinite_in_a_row": trainer.nonfinite_in_a_row,
+                         "overflow_total": trainer.overflow_total, "bad_sample_total": trainer.bad_sample_total},
         }
 
     # Order matters at the end of training: SWA statistics, then validation, then the final
@@ -211,6 +223,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
                       norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks,
                       mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std))
+    for name, value in restored_counters.items():  # fault counts carry over a resume
+        setattr(trainer, name, value)
     try:
         trainer.train()
     finally:
@@ -244,7 +258,8 @@ def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dic
 def loader_for_bn(multi: MultiDataset, sampler, cfg: DictConfig):
     """Training batches for recomputing the SWA model's batch-norm statistics."""
     return torch.utils.data.DataLoader(multi, batch_sampler=KeyedBatchSampler(sampler, start_iter=0),
-                                       collate_fn=collate, num_workers=cfg.data.num_workers)
+                                       collate_fn=collate, num_workers=cfg.data.num_workers,
+                                       worker_init_fn=ignore_stop_signals if cfg.data.num_workers else None)
 
 
 class SWAFinalizeHook(Hook):
@@ -260,13 +275,18 @@ class SWAFinalizeHook(Hook):
                 model(trainer.prepare_images(batch["image"]))
 
             used = self.swa.finalize(self.loader_factory(), max_batches=SWA_BN_BATCHES, forward=forward)
+            if torch.distributed.is_available() and torch.distributed.is_initialized():
+                # each rank saw its own batches: use rank 0's statistics everywhere, as final.pth holds them
+                for buffer in self.swa.averaged_module.buffers():
+                    torch.distributed.broadcast(buffer, src=0)
             logger.info("SWA: averaged %d iterations; batch-norm statistics recomputed over %d batches",
                         self.swa.num_averaged, used)
 
 
 def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sampler, converter, model_cfg,
-            work_dir: Path) -> int:
-    """Resume (everything) or load_from (weights only); returns the iteration to start from."""
+            work_dir: Path, dist: DistContext) -> tuple[int, dict]:
+    """Resume (everything) or load_from (weights only); returns the iteration to start from and the
+    trainer's fault counters to carry on with."""
     resume = cfg.train.resume
     path = None
     if resume == "auto":
@@ -278,6 +298,11 @@ def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sample
     if path is not None:
         state = ckpt.load_checkpoint(path)
         ckpt.check_compatible(state, path=path, **identity)
+        saved_accumulate = state.get("accumulate_grad", 1)
+        if saved_accumulate != cfg.train.accumulate_grad:
+            raise ckpt.CheckpointError(
+                f"{path} was trained with train.accumulate_grad={saved_accumulate}, this run sets "
+                f"{cfg.train.accumulate_grad}; resume with the same value (or start anew with train.load_from)")
         ckpt.unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         load_scheduler_state(scheduler, state["scheduler"])
@@ -286,14 +311,16 @@ def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sample
         if swa is not None and state.get("swa") is not None:
             swa.load_state_dict(state["swa"])
         ckpt.set_rng_state(state["rng"])
+        if dist.distributed:  # the saved state is rank 0's: give each rank its own stream again
+            torch.manual_seed(cfg.train.seed + dist.rank + 100003 * int(state["iteration"]))
         logger.info("resumed from %s at iteration %d", path, state["iteration"])
-        return int(state["iteration"])
+        return int(state["iteration"]), dict(state.get("counters", {}))
     if cfg.train.load_from:
         state = ckpt.load_checkpoint(cfg.train.load_from)
         ckpt.check_compatible(state, path=cfg.train.load_from, **identity)
         ckpt.unwrap(model).load_state_dict(state["model"])
         logger.info("loaded weights from %s (fresh optimizer and schedule)", cfg.train.load_from)
-    return 0
+    return 0, {}
 
 
 __all__ = ["run_training", "TrainingError"]

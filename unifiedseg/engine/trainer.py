@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import time
 from dataclasses import dataclass, field
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 from unifiedseg.engine.checkpoint import unwrap
@@ -36,6 +38,9 @@ class Hook:
     def before_step(self, trainer: "Trainer") -> None: ...
 
     def after_step(self, trainer: "Trainer") -> None: ...
+
+    def on_exception(self, trainer: "Trainer") -> None:
+        """Training is ending with an exception: release what before_train took (handlers, files)."""
 
 
 @dataclass
@@ -96,15 +101,38 @@ class Trainer:
     def train(self) -> None:
         for hook in self.hooks:
             hook.before_train(self)
-        while self.iter < self.max_iters and not self.stop_requested:
+        try:
+            while self.iter < self.max_iters and not self._stop_agreed():
+                for hook in self.hooks:
+                    hook.before_step(self)
+                self.result = self.run_step()
+                self.iter += 1
+                for hook in self.hooks:
+                    hook.after_step(self)
+        except BaseException:
             for hook in self.hooks:
-                hook.before_step(self)
-            self.result = self.run_step()
-            self.iter += 1
-            for hook in self.hooks:
-                hook.after_step(self)
+                hook.on_exception(self)
+            raise
         for hook in self.hooks:
             hook.after_train(self)
+
+    def _stop_agreed(self) -> bool:
+        """Under DDP every rank stops at the same step when any rank was asked to (a signal may reach one)."""
+        if dist.is_available() and dist.is_initialized():
+            flag = torch.tensor([float(self.stop_requested)], device=self._collective_device())
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            self.stop_requested = bool(flag.item())
+        return self.stop_requested
+
+    def _all_finite(self, value: torch.Tensor) -> bool:
+        """Whether `value` is finite on every rank: all ranks then skip, or step, together."""
+        finite = torch.isfinite(value.detach()).all().float().reshape(1).to(self._collective_device())
+        if dist.is_available() and dist.is_initialized():
+            dist.all_reduce(finite, op=dist.ReduceOp.MIN)
+        return bool(finite.item())
+
+    def _collective_device(self) -> torch.device:
+        return self.device if dist.is_initialized() and dist.get_backend() == "nccl" else torch.device("cpu")
 
     @property
     def finished(self) -> bool:
@@ -134,32 +162,41 @@ class Trainer:
         nonfinite = False
         for micro in range(self.accumulate_grad):
             fetch = time.perf_counter()
-            batch = next(self.batches)
+            batch = next(self.batches)  # every micro-batch is read, even after a skip: the data stays in step
             data_time += time.perf_counter() - fetch
             bad_samples += batch["bad_samples"]
+            if nonfinite:
+                continue
             # DDP: reduce gradients only on the last micro-batch of the step.
             sync = micro == self.accumulate_grad - 1 or not hasattr(self.model, "no_sync")
             with (contextlib.nullcontext() if sync else self.model.no_sync()):
                 losses, logits, labels, partial = self._forward(batch)
                 total = sum(v for k, v in losses.items() if k.startswith(LOSS_PREFIX))
-                if not torch.isfinite(total.detach()):
+                if not self._all_finite(total):
                     nonfinite = True
-                    break
+                    continue
                 self.scaler.scale(total / self.accumulate_grad).backward()
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / self.accumulate_grad
             totals["loss"] = totals.get("loss", 0.0) + float(total.detach()) / self.accumulate_grad
             for dataset, value in self._dataset_losses(batch, logits, labels, partial).items():
-                dataset_losses[dataset] = value
+                dataset_losses[dataset] = dataset_losses.get(dataset, 0.0) + value / self.accumulate_grad
             preds = logits.detach().argmax(1)
             predictions += [(d, preds[i], labels[i]) for i, d in enumerate(batch["dataset"])]
         self.bad_sample_total += len(bad_samples)
         lr = self.optimizer.param_groups[0]["lr"]
         if nonfinite:
             return self._skip_nonfinite(start, data_time, lr, bad_samples)
-        self.nonfinite_in_a_row = 0
         self.scaler.unscale_(self.optimizer)
-        grad_norm = clip_gradients([p for g in self.optimizer.param_groups for p in g["params"]], self.clip_grad)
+        params = [p for g in self.optimizer.param_groups for p in g["params"]]
+        grad_norm = clip_gradients(params, self.clip_grad)
+        if not self.scaler.is_enabled():
+            # Without a GradScaler nothing else catches inf/NaN gradients of a finite loss (bf16, fp32);
+            # after DDP's all-reduce every rank sees the same gradients, so they decide alike.
+            norm = grad_norm if grad_norm is not None else _grad_norm(params)
+            if norm is not None and not math.isfinite(norm):
+                return self._skip_nonfinite(start, data_time, lr, bad_samples)
+        self.nonfinite_in_a_row = 0
         scale_before = self.scaler.get_scale() if self.scaler.is_enabled() else None
         self.scaler.step(self.optimizer)
         self.scaler.update()
@@ -216,13 +253,21 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         self.nonfinite_total += 1
         self.nonfinite_in_a_row += 1
-        logger.warning("iteration %d: non-finite loss, step skipped (%d in a row)", self.iter, self.nonfinite_in_a_row)
+        logger.warning("iteration %d: non-finite loss or gradients, step skipped (%d in a row)", self.iter,
+                       self.nonfinite_in_a_row)
         if self.nonfinite_in_a_row >= self.max_nonfinite_steps:
             raise TrainingError(
-                f"the loss was non-finite for {self.nonfinite_in_a_row} steps in a row (up to iteration {self.iter}); "
+                f"the loss or its gradients were non-finite for {self.nonfinite_in_a_row} steps in a row (up to iteration {self.iter}); "
                 f"lower optimizer.lr, add clip_grad: {{max_norm: 35}}, use train.amp=bf16 instead of fp16, or check "
                 f"the data with tools/verify_dataset.py (train.max_nonfinite_steps sets the limit)")
         # the schedule still advances: the iteration happened, only its update was dropped
         self.step_schedule()
         return StepResult(losses={}, dataset_losses={}, lr=lr, data_time=data_time,
                           step_time=time.perf_counter() - start, skipped_nonfinite=True, bad_samples=bad_samples)
+
+
+def _grad_norm(params) -> float | None:
+    grads = [p.grad for p in params if p.grad is not None]
+    if not grads:
+        return None
+    return float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads])))
