@@ -225,3 +225,8 @@ def test_to_universal_matches_a_per_pixel_dictionary_lookup(mseg, label, dataset
         out = mseg.to_universal(label, dataset)
         assert out.dtype == label.dtype and out.shape == label.shape
         np.testing.assert_array_equal(out, expected)
+
+
+def test_labelable_classes_are_the_hard_targets(tiny):
+    assert tiny.labelable_classes("dsA") == [ROAD, SIDEWALK, SKY]  # vehicle is one-to-many, ego ignored
+    assert tiny.labelable_classes("dsB") == [CAR, TRUCK, SKY, PERSON]

@@ -96,7 +96,7 @@ def run(cfg, args) -> list:
                                   lambda image: predictor.predict(image).labels, predictor.class_names, space=space,
                                   skip_bad=args.skip_bad, max_images=args.max_images)
         if space not in ("test classes", "oracle"):  # score only the classes this dataset can label
-            result.scored_classes = sorted(set(converter.label_lut(name).tolist()) - {255})
+            result.scored_classes = converter.labelable_classes(name)
         results.append(result)
     meta = {"config": str(args.config) if hasattr(args, "config") else "", "checkpoint": ", ".join(args.checkpoint),
             "taxonomy_kind": cfg.taxonomy.kind, "taxonomy_fingerprint": converter.fingerprint(),

@@ -13,7 +13,6 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config, to_plain
-from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
@@ -176,7 +175,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         num_workers=cfg.data.num_workers, pin_memory=dist.device.type == "cuda",
         worker_init_fn=ignore_stop_signals if cfg.data.num_workers else None)
     val_sets = validation_datasets(cfg, registry, root, converter)
-    labelable = {name: sorted(set(converter.label_lut(name).tolist()) - {IGNORE_INDEX}) for name in val_sets}
+    labelable = {name: converter.labelable_classes(name) for name in val_sets}
 
     def evaluate() -> dict:
         net = swa.averaged_module if swa is not None and trainer.finished else model

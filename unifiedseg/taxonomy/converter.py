@@ -230,6 +230,10 @@ class TaxonomyConverter:
             sets[class_id, sorted(allowed)] = True
         return sets
 
+    def labelable_classes(self, dataset: str) -> list[int]:
+        """Class ids that some hard label of `dataset` maps to: the classes its labels can name."""
+        return sorted(set(self.label_lut(dataset).tolist()) - {IGNORE_INDEX})
+
     def one_to_many_ids(self, dataset: str) -> list[int]:
         """Dataset label ids that may be several classes (label_lut gives them 255)."""
         return [i for i, t in enumerate(self._mapping(dataset).targets) if len(t) > 1]
