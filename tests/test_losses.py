@@ -475,8 +475,28 @@ def test_loss_set_sampler_errors():
                      where="model.loss_decode")
     with pytest.raises(LossConfigError, match=r"sampler.type: unknown sampler type 'OHEM'; valid: OHEMPixelSampler"):
         build_losses({"type": "CrossEntropyLoss"}, 2, sampler={"type": "OHEM"})
-    with pytest.raises(LossConfigError, match="ignore_index is 0 but the sampler's is 255"):
+    with pytest.raises(LossConfigError, match="loss_decode.ignore_index is 0, but this label space's ignore label is 255"):
         build_losses({"type": "CrossEntropyLoss", "ignore_index": 0}, 2, sampler={"type": "OHEMPixelSampler"})
+    with pytest.raises(LossConfigError, match="sampler.ignore_index is 255, but this label space's ignore label is 65535"):
+        build_losses({"type": "CrossEntropyLoss"}, 300, sampler={"type": "OHEMPixelSampler", "ignore_index": 255},
+                     ignore_index=65535)
+
+
+def test_loss_set_in_a_wide_label_space_ignores_65535_and_learns_class_255():
+    # 300 classes (uint16 label maps): 255 is a class, 65535 the ignore label, for every loss and OHEM.
+    losses = build_losses([{"type": "CrossEntropyLoss"}, {"type": "DiceLoss", "loss_weight": 0.5},
+                           {"type": "PartialLabelLoss"}], 300,
+                          sampler={"type": "OHEMPixelSampler", "min_kept": 1}, ignore_index=65535)
+    assert [loss.ignore_index for loss in losses.losses] == [65535, 65535, 65535]
+    assert losses.sampler.ignore_index == 65535
+    logits = torch.zeros(1, 300, 1, 2)
+    labels = torch.tensor([[[255, 65535]]])
+    # uniform logits: -log(1/300) on the one counted pixel, averaged over it alone with avg_non_ignore,
+    # else over both pixels (MMSeg's default)
+    ce = build_losses({"type": "CrossEntropyLoss", "avg_non_ignore": True}, 300, ignore_index=65535)
+    assert ce(logits, labels)["loss_ce"].item() == pytest.approx(math.log(300))
+    ce = build_losses({"type": "CrossEntropyLoss"}, 300, ignore_index=65535)
+    assert ce(logits, labels)["loss_ce"].item() == pytest.approx(math.log(300) / 2)
 
 
 def test_loss_set_partial_label_loss():

@@ -142,9 +142,24 @@ def test_naive_merge_unions_names_and_maps_tests_through_the_unified_tsv(tiny_ts
     assert naive.fingerprint() != TaxonomyConverter.from_tsv(tiny_tsv).fingerprint()
 
 
-def test_naive_merge_refuses_more_classes_than_uint8_labels_hold():
-    with pytest.raises(TaxonomyError, match=r"409 distinct class names, more than the 255"):
-        NaiveTaxonomyConverter.from_tsv("mseg")
+def test_a_naive_merge_above_255_classes_uses_uint16_labels_with_ignore_65535():
+    naive = NaiveTaxonomyConverter.from_tsv("mseg")  # all 16 training columns: 409 distinct names
+    assert naive.num_classes == 409
+    assert naive.label_dtype == np.uint16 and naive.ignore_index == 65535
+    lut = naive.label_lut("sunrgbd-37-relabeled")
+    assert lut.dtype == np.uint16 and lut.shape == (256,)
+    # apparel (id 0) and lamp (id 22) are first named by this last dataset, after 255 other names;
+    # class id 255 is a class here (lamp), not the ignore label.
+    assert naive.class_names[286] == "apparel" and naive.class_names[255] == "lamp"
+    assert lut[0] == 286 and lut[22] == 255 and lut[255] == 65535
+    label = np.array([[0, 22, 255]], dtype=np.uint8)
+    out = naive.to_universal(label, "sunrgbd-37-relabeled")
+    assert out.dtype == np.uint16 and out.tolist() == [[286, 255, 65535]]  # widened: uint8 cannot hold them
+    tensor = naive.to_universal(torch.from_numpy(label), "sunrgbd-37-relabeled")
+    assert tensor.dtype == torch.int32 and tensor.tolist() == [[286, 255, 65535]]
+    assert naive.to_universal(label.astype(np.int64), "sunrgbd-37-relabeled").dtype == np.int64
+    assert 255 in naive.labelable_classes("sunrgbd-37-relabeled")
+    assert 65535 not in naive.labelable_classes("sunrgbd-37-relabeled")
 
 
 def test_oracle_is_the_identity_in_the_datasets_own_taxonomy(tiny_tsv):

@@ -132,11 +132,15 @@ def test_skipped_columns_are_left_out(tmp_path):
     assert [p.severity for p in validate(table)] == [WARNING]  # `person` is now learned by no dataset
 
 
-def test_more_than_255_universal_classes(tmp_path):
-    rows = "".join(f"extra\t\t\tclass{i}\t\n" for i in range(250))
-    text = TINY_TSV.replace("\tego\t\tunlabeled", rows + "\tego\t\tunlabeled")
-    problems = problems_of(tmp_path, text)
-    assert "256 universal classes; uint8 label maps hold at most 255" in only(problems).message
+def test_universal_classes_up_to_what_a_uint16_label_map_holds(tmp_path):
+    def with_extra_classes(count: int) -> str:
+        rows = "".join(f"extra\t\t\tclass{i}\t\n" for i in range(count))
+        return TINY_TSV.replace("\tego\t\tunlabeled", rows + "\tego\t\tunlabeled")
+
+    # 256 classes: more than uint8 maps hold, so the space uses uint16 maps; no problem.
+    assert [p for p in problems_of(tmp_path, with_extra_classes(250)) if p.severity == ERROR] == []
+    problems = problems_of(tmp_path, with_extra_classes(65530))
+    assert "65536 universal classes; uint16 label maps hold at most 65535" in only(problems).message
 
 
 def test_warnings_for_lossy_test_merges_and_unlearned_classes(tmp_path):

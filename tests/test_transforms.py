@@ -252,6 +252,27 @@ def test_rotation_padding_uses_mean_colour_and_ignore():
     assert (out_lab[H // 2, W // 2] != IGNORE_INDEX)
 
 
+def test_uint16_labels_keep_their_dtype_and_pad_with_65535():
+    # A label space of more than 255 classes: ids 255 and 300 are classes, 65535 is ignored.
+    wide = (LABEL.astype(np.uint16) * 300) // 255  # ids 0..300, 255 among them
+    transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=CROP)
+    params = transform.sample_params((H, W), np.random.default_rng(0))
+    _, out_lab = transform.apply(IMAGE, wide, params)
+    _, narrow = transform.apply(IMAGE, LABEL, params)
+    assert out_lab.dtype == np.uint16
+    padded = narrow == IGNORE_INDEX  # the same warp: the uint8 crop's padding is where the uint16 one pads
+    assert padded.any() and (out_lab[padded] == 65535).all()
+    assert np.array_equal(out_lab[~padded], (narrow[~padded].astype(np.uint16) * 300) // 255)
+    image_t, label_t = transform.to_tensors(IMAGE[:CROP[0], :CROP[1]], out_lab)
+    assert label_t.dtype == torch.int64 and int(label_t.max()) == 65535
+    uint8_transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=CROP,
+                                     normalize=False)
+    _, label_t = uint8_transform.to_tensors(IMAGE[:CROP[0], :CROP[1]], out_lab)
+    assert label_t.dtype == torch.int32 and torch.equal(label_t, torch.from_numpy(out_lab.astype(np.int32)))
+    with pytest.raises(ValueError, match="ignore_index 300 does not fit a uint8 label map"):
+        TrainTransform(crop_size=CROP, ignore_index=300, scale_range=(0.5, 0.5)).apply(IMAGE, LABEL, params)
+
+
 def test_custom_mean_and_ignore_index():
     transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=CROP,
                                mean=(10.0, 20.4, 30.6), ignore_index=0)
@@ -494,7 +515,8 @@ def test_val_transform_resizes_and_centre_crops_with_padding():
     (dict(mean=(1, 2)), r"mean must be 3 numbers"),
     (dict(mean=(1, 2, 300)), r"mean values must lie in \[0, 255\]"),
     (dict(std=(1, 0, 1)), r"std values must be > 0"),
-    (dict(ignore_index=256), r"ignore_index must be an int in \[0, 255\]"),
+    (dict(ignore_index=65536), r"ignore_index must be None \(the ignore label of the label's dtype\) or an int "
+                               r"in \[0, 65535\]"),
     (dict(short_side=0), r"short_side must be a positive int or None"),
     (dict(normalize="yes"), r"normalize must be True or False"),
 ])
@@ -524,7 +546,7 @@ def test_input_errors():
         transform.sample_params((H, W), 0)
     with pytest.raises(ValueError, match=r"image must be an RGB uint8 array of shape \(H, W, 3\), got float32"):
         transform.apply(IMAGE.astype(np.float32), LABEL, params)
-    with pytest.raises(ValueError, match=r"label must be a uint8 array of shape \(H, W\), got int64"):
+    with pytest.raises(ValueError, match=r"label must be a uint8 or uint16 array of shape \(H, W\), got int64"):
         transform.apply(IMAGE, LABEL.astype(np.int64), params)
     with pytest.raises(ValueError, match=r"label size \(96, 131\) differs from the size the params were sampled"):
         transform.apply(IMAGE[:96], LABEL[:96], params)

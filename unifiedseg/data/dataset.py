@@ -43,9 +43,10 @@ class SampleKey(NamedTuple):
 class SegmentationDataset(torch.utils.data.Dataset):
     """One dataset split: entries of its list file, a label mapper, a transform.
 
-    Items are dicts: image (float32 CHW, or uint8 CHW when the transform does not normalise), label
-    (int64 HW, training ids, 255 ignored), dataset (name), path (image file), bad_samples (problems of
-    files skipped to produce this item, under on_bad_sample='skip').
+    Items are dicts: image (float32 CHW, or uint8 CHW when the transform does not normalise); label
+    (training ids, int64 HW, or uint8 / int32 when the transform does not normalise; ignored pixels
+    hold the label space's ignore label, `label_mapper.ignore_index`); dataset (name); path (image
+    file); bad_samples (problems of files skipped to produce this item, under on_bad_sample='skip').
     """
 
     name: str
@@ -95,7 +96,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         label = read_label(entry.label)
         self.label_mapper.check(label, entry.label)
         # uint8 ids are mapped after the warp, on the crop (a quarter of a 1080p frame): the warp only
-        # moves ids and pads with 255, which every mapping keeps. uint16 releases are mapped first.
+        # moves ids and pads with 255, which every mapping sends to the space's ignore label (255 or
+        # 65535). uint16 releases are mapped first.
         map_after_warp = label.dtype == np.uint8 and isinstance(self.transform, TrainTransform)
         if not map_after_warp:
             label = self.label_mapper(label)

@@ -2,7 +2,9 @@
 
 Up to three mappings compose into one table: the disk release to the dataset's taxonomy (e.g.
 Cityscapes `labelIds` -> train ids, `taxonomy/remap/`), then the dataset's taxonomy to the label
-space being trained (unified, naive, or none for an oracle run).
+space being trained (unified, naive, or none for an oracle run). Disk and dataset ids are uint8 (or
+uint16 for releases with more than 256 ids); training ids have the label space's dtype and ignore
+label (uint8 and 255, or uint16 and 65535 for spaces of more than 255 classes, `unifiedseg.constants`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from unifiedseg.constants import IGNORE_INDEX
+from unifiedseg.constants import IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.paths import taxonomy_dir
@@ -25,8 +27,14 @@ class LabelMapper:
     """Checks disk label ids and maps them to training ids with one lookup table."""
 
     dataset: str
-    lut: np.ndarray  # disk id -> training id (uint8), length 256, or 65536 for uint16 releases
+    lut: np.ndarray  # disk id -> training id (uint8 or uint16), length 256, or 65536 for uint16 releases
     num_disk_classes: int
+    ignore_index: int = IGNORE_INDEX  # the training label space's: lut.dtype's largest value
+
+    def __post_init__(self) -> None:
+        if ignore_index_of(self.lut.dtype) != self.ignore_index:
+            raise ValueError(f"{self.dataset}: a {self.lut.dtype} label table has ignore label "
+                             f"{ignore_index_of(self.lut.dtype)}, not {self.ignore_index}")
 
     def check(self, label: np.ndarray, path="") -> None:
         """Raise BadSampleError naming ids that the disk release does not have (255 is unlabeled in uint8 maps)."""
@@ -50,7 +58,7 @@ class LabelMapper:
                                    f"(valid: 0-{n - 1}{', and 255 for unlabeled' if label.dtype == np.uint8 else ''})")
 
     def __call__(self, label: np.ndarray) -> np.ndarray:
-        """uint8 training ids, same shape."""
+        """Training ids (the table's dtype), same shape."""
         if label.dtype == np.uint8:
             return cv2.LUT(label.reshape(label.shape[0], -1), self.lut[:256]).reshape(label.shape)
         return self.lut[label]
@@ -61,7 +69,10 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
     test datasets in their own label space). `partial=True` encodes one-to-many classes for the
     partial-label loss (TaxonomyConverter.label_lut)."""
     names_dir = taxonomy_dir() / "dataset_lists"
-    own_names = load_names(names_dir / info.name / f"{info.name}_names.txt")
+    if converter is not None and info.name in converter.train_datasets:  # the list its mapping was built on
+        own_names = converter.dataset_class_names(info.name)
+    else:
+        own_names = load_names(names_dir / info.name / f"{info.name}_names.txt")
     if len(own_names) != info.num_classes:
         raise RegistryError(f"{info.source}: dataset {info.name!r} declares num_classes {info.num_classes}, but its "
                             f"class-name list has {len(own_names)}")
@@ -75,11 +86,12 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
     if converter is None:
         lut = disk_lut
     else:
-        space_lut = converter.label_lut(info.name, partial=partial)
+        space_lut = converter.label_lut(info.name, partial=partial)  # its ignore entry: the space's ignore label
         lut = space_lut[disk_lut]
+    ignore_index = ignore_index_of(lut.dtype)
     if len(lut) > 256:  # uint16 release: a full table so any stored id indexes safely
-        full = np.full(65536, IGNORE_INDEX, dtype=np.uint8)
+        full = np.full(65536, ignore_index, dtype=lut.dtype)
         full[: len(lut)] = lut
         lut = full
     lut.flags.writeable = False
-    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names))
+    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names), ignore_index=ignore_index)

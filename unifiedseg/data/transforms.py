@@ -48,7 +48,9 @@ The output then differs from a full decode only by libjpeg's DCT-domain downscal
 better than bilinear sampling.
 
 Each transform knows nothing about datasets or taxonomies. Images are RGB HxWx3 uint8 (the default
-mean/std are ImageNet's, in RGB order); labels are HxW uint8 with `IGNORE_INDEX` for ignored pixels.
+mean/std are ImageNet's, in RGB order); labels are HxW uint8, or uint16 in label spaces of more than
+255 classes, and crops are padded with the ignore label of their dtype (255 or 65535,
+`unifiedseg.constants.ignore_index_of`) unless `ignore_index` says otherwise.
 """
 
 from __future__ import annotations
@@ -62,7 +64,7 @@ import cv2
 import numpy as np
 import torch
 
-from unifiedseg.constants import IGNORE_INDEX
+from unifiedseg.constants import WIDE_IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import REDUCED_DECODE_FLAGS
 
 IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
@@ -279,10 +281,21 @@ def _colour(name: str, value, *, positive: bool = False) -> tuple[float, float, 
     return float(value[0]), float(value[1]), float(value[2])
 
 
-def _ignore_index(value) -> int:
-    if not (_is_int(value) and 0 <= value <= 255):
-        raise ValueError(f"ignore_index must be an int in [0, 255] (labels are uint8), got {value!r}")
+def _ignore_index(value) -> int | None:
+    if value is None:
+        return None
+    if not (_is_int(value) and 0 <= value <= WIDE_IGNORE_INDEX):
+        raise ValueError(f"ignore_index must be None (the ignore label of the label's dtype) or an int in "
+                         f"[0, {WIDE_IGNORE_INDEX}], got {value!r}")
     return int(value)
+
+
+def _label_fill(label: np.ndarray, ignore_index: int | None) -> int:
+    """The padding value of a label crop: ignore_index, or by default the ignore label of the label's dtype."""
+    fill = ignore_index_of(label.dtype) if ignore_index is None else ignore_index
+    if fill > np.iinfo(label.dtype).max:
+        raise ValueError(f"ignore_index {fill} does not fit a {label.dtype} label map")
+    return fill
 
 
 def _check_crop_fits(crop_hw: tuple[int, int], largest_short_side: float, how: str) -> None:
@@ -301,9 +314,9 @@ def _check_inputs(image: np.ndarray, label: np.ndarray | None, params: AugParams
         desc = f"{image.dtype} array of shape {image.shape}" if isinstance(image, np.ndarray) else type(image).__name__
         raise ValueError(f"image must be an RGB uint8 array of shape (H, W, 3), got {desc}")
     if label is not None:
-        if not isinstance(label, np.ndarray) or label.dtype != np.uint8 or label.ndim != 2:
+        if not isinstance(label, np.ndarray) or label.dtype not in (np.uint8, np.uint16) or label.ndim != 2:
             desc = f"{label.dtype} array of shape {label.shape}" if isinstance(label, np.ndarray) else type(label).__name__
-            raise ValueError(f"label must be a uint8 array of shape (H, W), got {desc}")
+            raise ValueError(f"label must be a uint8 or uint16 array of shape (H, W), got {desc}")
         if label.shape != params.image_hw:
             raise ValueError(f"label size {label.shape} differs from the size the params were sampled for "
                              f"{params.image_hw}")
@@ -377,12 +390,13 @@ def _fill_outside(array: np.ndarray, window: tuple[int, int, int, int], value) -
 
 
 def warp_crop(image: np.ndarray, label: np.ndarray | None, params: AugParams, *,
-              mean: Sequence[float] = IMAGENET_MEAN, ignore_index: int = IGNORE_INDEX, blur_kernel: int = 5,
+              mean: Sequence[float] = IMAGENET_MEAN, ignore_index: int | None = None, blur_kernel: int = 5,
               decoded_scale: float = 1.0) -> tuple[np.ndarray, np.ndarray | None]:
     """The crop of (image, label) that params describe, in one warp each: uint8 (H, W, 3), (H, W).
 
     decoded_scale: 1/k when the image was decoded at 1/k size (see the module docstring); the label
-    is always full size. label may be None (no label to transform).
+    is always full size. label may be None (no label to transform). The label crop keeps the label's
+    dtype; it is padded with ignore_index (None: the dtype's ignore label).
     """
     _check_inputs(image, label, params, decoded_scale)
     if params.angle != 0.0:
@@ -411,25 +425,29 @@ def warp_crop(image: np.ndarray, label: np.ndarray | None, params: AugParams, *,
         out = np.ascontiguousarray(out[margin:margin + ch, margin:margin + cw])
     if label is None:
         return out, None
+    label_fill = _label_fill(label, ignore_index)
     matrix = _output_to_source(params, margin=0, decoded_scale=1.0)
     out_label = cv2.warpAffine(label, matrix, (cw, ch), flags=cv2.INTER_NEAREST | cv2.WARP_INVERSE_MAP,
-                               borderMode=border, borderValue=ignore_index)
-    _fill_outside(out_label, _canvas_window(params, 0, (ch, cw)), ignore_index)
+                               borderMode=border, borderValue=label_fill)
+    _fill_outside(out_label, _canvas_window(params, 0, (ch, cw)), label_fill)
     return out, out_label
 
 
 def to_tensors(image: np.ndarray, label: np.ndarray | None, *, mean: Sequence[float] = IMAGENET_MEAN,
                std: Sequence[float] = IMAGENET_STD, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """uint8 HWC image -> float32 CHW (image - mean) / std and uint8 label -> int64 HW; or, when
-    normalize is False, uint8 CHW image and uint8 HW label (both converted on the device: a quarter
-    of the bytes to collate and copy)."""
+    """uint8 HWC image -> float32 CHW (image - mean) / std and uint8 or uint16 label -> int64 HW; or,
+    when normalize is False, uint8 CHW image and uint8 HW label (both converted on the device: a
+    quarter of the bytes to collate and copy); uint16 labels become int32 then, as torch's uint16
+    tensors support few operations."""
     chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
     if not normalize:
+        if label is not None and label.dtype != np.uint8:
+            label = label.astype(np.int32)
         return chw, (torch.from_numpy(np.ascontiguousarray(label)) if label is not None else None)
     chw = chw.float()
     chw.sub_(torch.tensor(mean, dtype=torch.float32).view(3, 1, 1))
     chw.div_(torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
-    return chw, (torch.from_numpy(label).long() if label is not None else None)
+    return chw, (torch.from_numpy(label.astype(np.int64)) if label is not None else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -438,13 +456,14 @@ def to_tensors(image: np.ndarray, label: np.ndarray | None, *, mean: Sequence[fl
 
 
 def sequential_reference(image: np.ndarray, label: np.ndarray, params: AugParams, *,
-                         mean: Sequence[float] = IMAGENET_MEAN, ignore_index: int = IGNORE_INDEX,
+                         mean: Sequence[float] = IMAGENET_MEAN, ignore_index: int | None = None,
                          blur_kernel: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """MSeg's pipeline step by step on a float32 image: (float32 (H, W, 3) crop, uint8 (H, W) crop).
+    """MSeg's pipeline step by step on a float32 image: (float32 (H, W, 3) crop, (H, W) label crop).
 
     Resize, scale, rotate, blur, flip, pad, crop, each with the OpenCV call MSeg makes.
     """
     _check_inputs(image, label, params, 1.0)
+    ignore_index = _label_fill(label, ignore_index)
     img = image.astype(np.float32)
     lab = label
     if params.resized_hw != params.image_hw:
@@ -506,7 +525,7 @@ class TrainTransform:
     crop_size: int | tuple[int, int] = (713, 713)
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int | None = None  # label padding; None: the ignore label of the label's dtype
     normalize: bool = True
 
     def __post_init__(self) -> None:
@@ -602,7 +621,7 @@ class TrainTransform:
         """Sample, warp and convert: image float32 (3, H, W) normalised (uint8 if not normalize),
         label int64 (H, W)."""
         if not isinstance(label, np.ndarray):
-            raise ValueError(f"label must be a uint8 array of shape (H, W), got {type(label).__name__}")
+            raise ValueError(f"label must be a uint8 or uint16 array of shape (H, W), got {type(label).__name__}")
         params = self.sample_params(label.shape, rng)
         return self.to_tensors(*self.apply(image, label, params))
 
@@ -616,7 +635,7 @@ class ValTransform:
     crop_size: int | tuple[int, int] | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
-    ignore_index: int = IGNORE_INDEX
+    ignore_index: int | None = None  # label padding; None: the ignore label of the label's dtype
     normalize: bool = True
 
     def __post_init__(self) -> None:

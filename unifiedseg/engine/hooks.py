@@ -67,7 +67,8 @@ class LoggingHook(Hook):
         self._add("data_time", result.data_time)
         self._add("step_time", result.step_time)
         for dataset, pred, label in result.predictions:
-            self.train_confusion.setdefault(dataset, ConfusionMatrix(self.num_classes)).update(pred.cpu(), label.cpu())
+            matrix = self.train_confusion.setdefault(dataset, ConfusionMatrix(self.num_classes, trainer.ignore_index))
+            matrix.update(pred.cpu(), label.cpu())
         self.bar.update(1)
         if "loss" in result.losses:
             self.bar.set_postfix(loss=f"{result.losses['loss']:.4f}", lr=f"{result.lr:.2e}", refresh=False)

@@ -115,7 +115,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     if unknown:
         raise ValueError(f"unknown key(s) loss.{', loss.'.join(unknown)}; valid keys: {', '.join(LOSS_KEYS)}")
     loss_set = build_losses(loss_cfg.get("loss_decode", {"type": "CrossEntropyLoss"}), num_classes,
-                            sampler=loss_cfg.get("sampler"))
+                            sampler=loss_cfg.get("sampler"), ignore_index=converter.ignore_index)
     model, model_cfg = build_model_for(cfg, num_classes)
 
     root = prepare_data_root(cfg, dist)
@@ -140,9 +140,10 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         seed=cfg.train.seed, max_iters=cfg.train.max_iters * accumulate if cfg.train.max_iters else None,
         num_examples=cfg.train.num_examples, **sampling)
     max_iters = len(sampler) // accumulate
-    logger.info("training %s on %s: %d classes (%s taxonomy %s, fingerprint %s); %d iterations, effective batch "
-                "%d = %d per process x %d processes x %d accumulated", model_cfg["type"], ", ".join(multi.sizes()),
-                num_classes, cfg.taxonomy.kind, cfg.taxonomy.tsv, converter.fingerprint(), max_iters,
+    logger.info("training %s on %s: %d classes (%s taxonomy %s, fingerprint %s; %s label maps, ignore label %d); "
+                "%d iterations, effective batch %d = %d per process x %d processes x %d accumulated", model_cfg["type"],
+                ", ".join(multi.sizes()), num_classes, cfg.taxonomy.kind, cfg.taxonomy.tsv, converter.fingerprint(),
+                converter.label_dtype, converter.ignore_index, max_iters,
                 cfg.data.batch_size * dist.world_size * accumulate, cfg.data.batch_size, dist.world_size, accumulate)
 
     sync_bn = cfg.train.sync_bn and dist.distributed and dist.device.type == "cuda"
@@ -180,7 +181,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     def evaluate() -> dict:
         net = swa.averaged_module if swa is not None and trainer.finished else model
         matrices = validate(net, val_sets, num_classes=num_classes, device=dist.device, amp=amp, rank=dist.rank,
-                            world_size=dist.world_size, max_images=cfg.data.val.max_images, progress=dist.is_main)
+                            world_size=dist.world_size, max_images=cfg.data.val.max_images,
+                            ignore_index=converter.ignore_index, progress=dist.is_main)
         return summarize(matrices, converter.class_names, labelable)
 
     def state(iteration: int) -> dict:
@@ -217,7 +219,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     batches = iter(loader)
     trainer = Trainer(model=train_model, loss_set=loss_set.to(dist.device), optimizer=optimizer, scheduler=scheduler,
                       batches=batches, start_iter=start_iter, max_iters=max_iters, device=dist.device, amp=amp,
-                      scaler=scaler, num_classes=num_classes, partial_target_sets=converter.partial_target_sets(),
+                      scaler=scaler, num_classes=num_classes, ignore_index=converter.ignore_index,
+                      partial_target_sets=converter.partial_target_sets(),
                       accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
                       norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks,

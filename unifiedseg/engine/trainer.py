@@ -15,6 +15,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.engine.checkpoint import unwrap
 from unifiedseg.engine.precision import autocast
 from unifiedseg.losses.build import LOSS_PREFIX
@@ -65,7 +66,7 @@ class Trainer:
 
     def __init__(self, *, model: nn.Module, loss_set, optimizer, scheduler, batches, start_iter: int,
                  max_iters: int, device: torch.device, amp: str, scaler, num_classes: int,
-                 partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
+                 ignore_index: int = IGNORE_INDEX, partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
                  max_nonfinite_steps: int = 5, channels_last: bool = False, norm_eval: bool = False, swa=None,
                  hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
         self.model = model
@@ -80,6 +81,7 @@ class Trainer:
         self.amp = amp
         self.scaler = scaler
         self.num_classes = num_classes
+        self.ignore_index = ignore_index  # the label space's (TaxonomyConverter.ignore_index)
         self.partial_target_sets = partial_target_sets.to(device) if partial_target_sets is not None else None
         self.accumulate_grad = accumulate_grad
         self.clip_grad = clip_grad
@@ -219,8 +221,9 @@ class Trainer:
         images = self.prepare_images(batch["image"])
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
-        labels = batch["label"].to(self.device, non_blocking=True).long()  # uint8 from device-normalised loaders
-        labels, partial = split_partial_labels(labels, self.num_classes)
+        # uint8 or int32 from device-normalised loaders
+        labels = batch["label"].to(self.device, non_blocking=True).long()
+        labels, partial = split_partial_labels(labels, self.num_classes, self.ignore_index)
         with autocast(self.device, self.amp):
             outputs = self.model(images)
         logits = outputs["logits"].float()

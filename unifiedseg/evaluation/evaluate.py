@@ -56,7 +56,7 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
                      space: str, skip_bad: bool = False, max_images: int | None = None,
                      progress: bool = True) -> DatasetResult:
     """Score `predict(rgb image) -> label ids (H, W)` on every entry; labels go through `mapper`."""
-    result = DatasetResult(name, space, list(class_names), ConfusionMatrix(len(class_names)))
+    result = DatasetResult(name, space, list(class_names), ConfusionMatrix(len(class_names), mapper.ignore_index))
     chosen = entries if max_images is None else entries[:max_images]
     for entry in tqdm(chosen, desc=f"test {name}", unit="img", disable=not progress):
         try:
@@ -74,7 +74,8 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
             result.skipped.append(str(err))
             continue
         pred = predict(image)
-        result.matrix.update(torch.as_tensor(np.asarray(pred)), torch.from_numpy(mapper(label).astype(np.int64)))
+        result.matrix.update(torch.from_numpy(np.asarray(pred).astype(np.int64)),
+                             torch.from_numpy(mapper(label).astype(np.int64)))
         result.images += 1
     return result
 

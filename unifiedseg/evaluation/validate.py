@@ -7,21 +7,23 @@ from __future__ import annotations
 import torch
 from tqdm import tqdm
 
+from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.engine.precision import autocast
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 
 
 @torch.no_grad()
 def validate(model, datasets: dict, *, num_classes: int, device: torch.device, amp: str = "off",
-             rank: int = 0, world_size: int = 1, max_images: int | None = None,
+             rank: int = 0, world_size: int = 1, max_images: int | None = None, ignore_index: int = IGNORE_INDEX,
              progress: bool = False) -> dict[str, ConfusionMatrix]:
-    """{dataset: ConfusionMatrix} over each dataset's items (image, label in the model's label space)."""
+    """{dataset: ConfusionMatrix} over each dataset's items (image, label in the model's label space,
+    whose ignore label is `ignore_index`)."""
     was_training = model.training
     model.eval()
     results = {}
     try:
         for name, dataset in datasets.items():
-            matrix = ConfusionMatrix(num_classes)
+            matrix = ConfusionMatrix(num_classes, ignore_index)
             count = len(dataset) if max_images is None else min(max_images, len(dataset))
             for index in tqdm(range(rank, count, world_size), desc=f"validate {name}", unit="img",
                               disable=not progress, leave=False):

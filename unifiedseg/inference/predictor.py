@@ -7,8 +7,8 @@ probabilities for RGB images in the model's label space or a test dataset's.
     labels, probs = predictor.predict(image)      # image: RGB uint8 (H, W, 3) numpy array
 
 Returns (a `Prediction`, a named tuple):
-- labels: (H, W) numpy array of class ids, uint8 (every label space here has at most 255 classes;
-  int64 otherwise), ids into `predictor.class_names`;
+- labels: (H, W) numpy array of class ids into `predictor.class_names`, uint8 (uint16 for more than
+  255 classes, as label maps, `unifiedseg.constants.label_dtype`);
 - probs: (C, H, W) float32 numpy array of class probabilities (on the CPU);
 - `.confidence`: (H, W) float32, the largest probability per pixel, computed when asked for.
 
@@ -47,7 +47,7 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import load_config, to_plain
-from unifiedseg.constants import MAX_CLASSES
+from unifiedseg.constants import label_dtype
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.precision import autocast
 from unifiedseg.inference.tiling import InferenceSettings, predict_probs
@@ -233,8 +233,8 @@ class Predictor:
         """Labels (H, W) and probabilities (C, H, W) for an RGB uint8 (H, W, 3) image; see the module docstring."""
         probs = self.predict_tensor(image)
         labels = probs.argmax(dim=0)
-        dtype = np.uint8 if self.num_classes <= MAX_CLASSES else np.int64
-        return Prediction(labels=labels.cpu().numpy().astype(dtype), probs=probs.float().cpu().numpy())
+        return Prediction(labels=labels.cpu().numpy().astype(label_dtype(self.num_classes)),
+                          probs=probs.float().cpu().numpy())
 
     def __repr__(self) -> str:
         space = self.output_dataset or f"{self.converter.kind} ({self.converter.num_classes} classes)"

@@ -14,6 +14,10 @@ pixels OHEM keeps (PartialLabelLoss, which reads its own partial label map, is n
 `class_weight` methods (`inverse` or `median`), e.g. `work_dirs/stats.json:median`. A relative PATH
 is relative to the current working directory. Lengths of class_weight, FocalLoss alpha lists and
 LovaszLoss class lists are checked against the model's number of classes when the config loads.
+
+`ignore_index` is the label space's ignore label (`TaxonomyConverter.ignore_index`: 255, or 65535
+for spaces of more than 255 classes): every loss and the sampler get it, and a config that sets
+another value is refused, since crops are padded with the space's ignore label.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.data.stats import WEIGHT_METHODS
 from unifiedseg.losses.cross_entropy import CrossEntropyLoss
 from unifiedseg.losses.dice import DiceLoss
@@ -114,9 +119,11 @@ class LossSet(nn.Module):
         return f"terms=[{terms}], sampler={self.sampler!r}"
 
 
-def build_losses(cfg, num_classes: int, *, sampler=None, where: str = "loss_decode") -> LossSet:
+def build_losses(cfg, num_classes: int, *, sampler=None, ignore_index: int = IGNORE_INDEX,
+                 where: str = "loss_decode") -> LossSet:
     """The LossSet for a `loss_decode` config (a mapping or a list of them) and an optional sampler config.
 
+    `ignore_index`: the label space's ignore label (see the module docstring).
     `where` is the config path used in error messages (e.g. "model.decode_head.loss_decode").
     """
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
@@ -132,7 +139,7 @@ def build_losses(cfg, num_classes: int, *, sampler=None, where: str = "loss_deco
     names, weights, losses = [], [], []
     first_use: dict[str, str] = {}
     for path, entry in entries:
-        name, weight, loss = _build_one(entry, num_classes, path)
+        name, weight, loss = _build_one(entry, num_classes, ignore_index, path)
         if name in first_use:
             raise LossConfigError(f"{path}.loss_name: {name!r} is already the name of {first_use[name]}; "
                                   f"loss names must be unique (set loss_name on one of them)")
@@ -141,17 +148,14 @@ def build_losses(cfg, num_classes: int, *, sampler=None, where: str = "loss_deco
         weights.append(weight)
         losses.append(loss)
     parent, dot, _ = where.rpartition(".")
-    built_sampler = build_sampler(sampler, where=f"{parent}{dot}sampler")  # the sampler sits beside loss_decode
-    if built_sampler is not None:
-        for path, loss in zip((p for p, _ in entries), losses):
-            if not isinstance(loss, PartialLabelLoss) and loss.ignore_index != built_sampler.ignore_index:
-                raise LossConfigError(f"{path}.ignore_index is {loss.ignore_index} but the sampler's is "
-                                      f"{built_sampler.ignore_index}; they must agree")
+    # the sampler sits beside loss_decode
+    built_sampler = build_sampler(sampler, ignore_index=ignore_index, where=f"{parent}{dot}sampler")
     return LossSet(names=names, weights=weights, losses=losses, sampler=built_sampler)
 
 
-def build_sampler(cfg, *, where: str = "sampler") -> OHEMPixelSampler | None:
-    """The pixel sampler a `sampler` config names, or None for a missing (None) config."""
+def build_sampler(cfg, *, ignore_index: int = IGNORE_INDEX, where: str = "sampler") -> OHEMPixelSampler | None:
+    """The pixel sampler a `sampler` config names, or None for a missing (None) config; `ignore_index`
+    is the label space's ignore label."""
     if cfg is None:
         return None
     if not isinstance(cfg, Mapping):
@@ -159,6 +163,7 @@ def build_sampler(cfg, *, where: str = "sampler") -> OHEMPixelSampler | None:
                               f"got {type(cfg).__name__}")
     sampler_class = _lookup_type(cfg, SAMPLER_TYPES, where, "sampler")
     kwargs = _check_keys(cfg, sampler_class, ("type",), where)
+    _set_ignore_index(kwargs, ignore_index, where)
     try:
         return sampler_class(**kwargs)
     except (ValueError, TypeError) as err:
@@ -195,12 +200,22 @@ def read_class_weight(spec: str, *, where: str = "class_weight") -> list[float]:
 
 
 # ---- helpers -----------------------------------------------------------------------------------
-def _build_one(entry, num_classes: int, path: str) -> tuple[str, float, nn.Module]:
+def _set_ignore_index(kwargs: dict, ignore_index: int, path: str) -> None:
+    """Give a loss or sampler the label space's ignore label; refuse a config that sets another."""
+    configured = kwargs.setdefault("ignore_index", ignore_index)
+    if configured != ignore_index:
+        raise LossConfigError(f"{path}.ignore_index is {configured!r}, but this label space's ignore label is "
+                              f"{ignore_index} (255 for at most 255 classes, else 65535): crops are padded and "
+                              f"unlabeled pixels marked with it; drop the key")
+
+
+def _build_one(entry, num_classes: int, ignore_index: int, path: str) -> tuple[str, float, nn.Module]:
     if not isinstance(entry, Mapping):
         raise LossConfigError(f"{path}: expected a mapping with a `type` key, got {type(entry).__name__}")
     loss_type = _lookup_type(entry, {name: t.loss_class for name, t in LOSS_TYPES.items()}, path, "loss")
     info = LOSS_TYPES[entry["type"]]
     kwargs = _check_keys(entry, loss_type, COMMON_KEYS, path)
+    _set_ignore_index(kwargs, ignore_index, path)
     weight = entry.get("loss_weight", 1.0)
     if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
         raise LossConfigError(f"{path}.loss_weight must be a finite number >= 0, got {weight!r}")

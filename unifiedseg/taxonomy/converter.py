@@ -8,8 +8,13 @@ Three label spaces share one API (`TaxonomyConverter`):
 
 A dataset class maps to a set of classes of the label space: one class (the usual case), none (it
 is ignored), or several (one-to-many, written `~name` in the TSV). `label_lut` gives a hard label
-only for the first case; the others become IGNORE_INDEX there, and `target_sets` keeps the sets for
-the partial-label loss.
+only for the first case; the others become the ignore label there, and `target_sets` keeps the sets
+for the partial-label loss.
+
+Label maps of a space are uint8 with ignore label 255 when its classes (and one-to-many class sets)
+number at most 255, uint16 with ignore label 65535 otherwise (`unifiedseg.constants.label_dtype`):
+`label_dtype` and `ignore_index` say which, and every consumer of its label maps reads them there.
+Dataset label ids (a dataset's own taxonomy) are always uint8.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import cv2
 import numpy as np
 import torch
 
-from unifiedseg.constants import IGNORE_INDEX, MAX_CLASSES
+from unifiedseg.constants import IGNORE_INDEX, MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX, ignore_index_of, label_dtype
 from unifiedseg.taxonomy.table import UNLABELED, TaxonomyError, TaxonomyTable, parse_cell
 from unifiedseg.taxonomy.validate import raise_on_errors, validate
 
@@ -54,18 +59,22 @@ class TaxonomyConverter:
     """Maps dataset label ids to a shared label space and shared-space predictions to test datasets."""
 
     kind = "unified"
-    ignore_index = IGNORE_INDEX
 
     def __init__(self, *, class_names: list[str], train: dict[str, DatasetMapping],
                  test: dict[str, TestMapping], source: str = "") -> None:
-        if len(class_names) > MAX_CLASSES:
-            raise TaxonomyError(f"{source or self.kind}: {len(class_names)} classes; uint8 label maps hold at most "
-                                f"{MAX_CLASSES} ({IGNORE_INDEX} is the ignore label)")
         self.class_names = list(class_names)
         self.num_classes = len(class_names)
         self.source = source
         self._train = dict(train)
         self._test = dict(test)
+        num_values = self.num_classes + len(self.partial_sets())
+        if num_values > MAX_WIDE_CLASSES:
+            raise TaxonomyError(f"{source or self.kind}: {self.num_classes} classes and {num_values - self.num_classes} "
+                                f"one-to-many class sets; label maps hold at most {MAX_WIDE_CLASSES} "
+                                f"({WIDE_IGNORE_INDEX} is the ignore label of uint16 maps)")
+        # One dtype and ignore label for all of this space's label maps, hard or partial.
+        self.label_dtype = label_dtype(num_values)
+        self.ignore_index = ignore_index_of(self.label_dtype)
         self._luts: dict[tuple[str, bool], np.ndarray] = {}
         self._torch_luts: dict[tuple[str, torch.device], torch.Tensor] = {}
 
@@ -129,18 +138,16 @@ class TaxonomyConverter:
 
     # ---- label maps ----------------------------------------------------------------------------
     def label_lut(self, dataset: str, partial: bool = False) -> np.ndarray:
-        """uint8 (256,) table: dataset label id -> class id; ignored, one-to-many and unknown ids -> 255.
+        """(256,) table of `label_dtype`: dataset label id -> class id; ignored, one-to-many and unknown
+        ids -> `ignore_index` (255, or 65535 in a space of more than 255 values).
 
         With `partial=True` a one-to-many class maps to num_classes + the index of its set in
-        `partial_sets()` instead of 255 (for training with the partial-label loss).
+        `partial_sets()` instead (for training with the partial-label loss).
         """
         key = (dataset, partial)
         if key not in self._luts:
-            lut = np.full(256, IGNORE_INDEX, dtype=np.uint8)
+            lut = np.full(256, self.ignore_index, dtype=self.label_dtype)
             partial_index = {s: i for i, s in enumerate(self.partial_sets())} if partial else {}
-            if partial and self.num_classes + len(partial_index) > IGNORE_INDEX:
-                raise TaxonomyError(f"{self.num_classes} classes and {len(partial_index)} one-to-many class sets do not fit "
-                                    f"below the ignore label {IGNORE_INDEX} of a uint8 label map")
             for class_id, targets in enumerate(self._mapping(dataset).targets):
                 if len(targets) == 1:
                     lut[class_id] = next(iter(targets))
@@ -153,8 +160,10 @@ class TaxonomyConverter:
     def to_universal(self, label, dataset: str, strict: bool = False):
         """Map a label map (numpy or torch, any shape, integer dtype) to class ids by table lookup.
 
-        Returns the same kind and dtype. `strict=True` raises on ids that are neither a class of
-        `dataset` nor 255, naming them; otherwise such ids become 255 like label_lut says.
+        Returns the same kind, and the same dtype when it holds the space's ids (always in spaces of
+        at most 255 values); otherwise the space's `label_dtype` for numpy, int32 for torch (whose
+        uint16 tensors support few operations). `strict=True` raises on ids that are neither a class
+        of `dataset` nor 255, naming them; otherwise such ids become `ignore_index` like label_lut says.
         """
         lut = self.label_lut(dataset)
         if strict:
@@ -163,22 +172,25 @@ class TaxonomyConverter:
             return self._to_universal_torch(label, dataset, lut)
         label = np.asarray(label)
         _check_integer(label.dtype, dataset)
+        out_dtype = label.dtype if np.iinfo(label.dtype).max >= self.ignore_index else lut.dtype
         if label.dtype == np.uint8:
-            return _lut_uint8(label, lut)
+            return _lookup_uint8(label, lut).astype(out_dtype, copy=False)
         _check_range(label, dataset)
-        return lut[label].astype(label.dtype, copy=False)
+        return lut[label].astype(out_dtype, copy=False)
 
     def _to_universal_torch(self, label: torch.Tensor, dataset: str, lut: np.ndarray) -> torch.Tensor:
         if label.is_floating_point() or label.is_complex() or label.dtype == torch.bool:
             raise TypeError(f"label map for {dataset!r} must have an integer dtype, got {label.dtype}")
+        out_dtype = label.dtype if torch.iinfo(label.dtype).max >= self.ignore_index else torch.int32
         if label.dtype == torch.uint8 and label.device.type == "cpu":
-            return torch.from_numpy(_lut_uint8(label.numpy(), lut))
+            mapped = _lookup_uint8(label.numpy(), lut)
+            return torch.from_numpy(mapped if mapped.dtype == np.uint8 else mapped.astype(np.int32))
         if label.dtype != torch.uint8:
             _check_range(label, dataset)
         key = (dataset, label.device)
         if key not in self._torch_luts:
-            self._torch_luts[key] = torch.from_numpy(lut.copy()).to(label.device)
-        return self._torch_luts[key][label.long()].to(label.dtype)
+            self._torch_luts[key] = torch.from_numpy(lut.astype(np.int64)).to(label.device)
+        return self._torch_luts[key][label.long()].to(out_dtype)
 
     def check_label_ids(self, label, dataset: str, source: str = "") -> None:
         """Raise ValueError naming every id in `label` that is neither a class of `dataset` nor 255."""
@@ -204,7 +216,7 @@ class TaxonomyConverter:
         """The distinct class sets of one-to-many classes over all training datasets, in a fixed order.
 
         Training labels encode a pixel of such a class as num_classes + its set's position here
-        (`label_lut(dataset, partial=True)`), so one uint8 map carries hard and partial labels through
+        (`label_lut(dataset, partial=True)`), so one label map carries hard and partial labels through
         augmentation; the partial-label loss reads them back with `split_partial_labels`.
         """
         seen: dict[frozenset[int], None] = {}
@@ -232,10 +244,10 @@ class TaxonomyConverter:
 
     def labelable_classes(self, dataset: str) -> list[int]:
         """Class ids that some hard label of `dataset` maps to: the classes its labels can name."""
-        return sorted(set(self.label_lut(dataset).tolist()) - {IGNORE_INDEX})
+        return sorted(set(self.label_lut(dataset).tolist()) - {self.ignore_index})
 
     def one_to_many_ids(self, dataset: str) -> list[int]:
-        """Dataset label ids that may be several classes (label_lut gives them 255)."""
+        """Dataset label ids that may be several classes (label_lut gives them the ignore label)."""
         return [i for i, t in enumerate(self._mapping(dataset).targets) if len(t) > 1]
 
     # ---- predictions to test datasets ----------------------------------------------------------
@@ -309,10 +321,6 @@ class NaiveTaxonomyConverter(TaxonomyConverter):
                     class_names.append(name)
                 targets.append(frozenset([index[name]]))
             train[dataset] = DatasetMapping(tuple(names), tuple(targets))
-        if len(class_names) > MAX_CLASSES:
-            raise TaxonomyError(f"the naive merge of {', '.join(unified.train_datasets)} has {len(class_names)} distinct "
-                                f"class names, more than the {MAX_CLASSES} a uint8 label map holds; merge fewer datasets "
-                                f"or use their relabeled versions")
         test = {}
         for dataset in unified.test_datasets:
             unified_test = unified._test_mapping(dataset)
@@ -394,20 +402,22 @@ def _check_range(label, dataset: str, source: str = "") -> None:
             raise ValueError(f"{source + ': ' if source else ''}label id {bad} for {dataset!r} is outside 0-255")
 
 
-def _lut_uint8(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
-    """uint8 table lookup through OpenCV's vectorised LUT (several GB/s on one core)."""
+def _lookup_uint8(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
+    """Look uint8 ids up in a (256,) table (of any dtype) with OpenCV's vectorised LUT (GB/s on one core)."""
     if label.size == 0:
         return label.copy()
     flat = np.ascontiguousarray(label).reshape(1, -1) if label.ndim < 2 else np.ascontiguousarray(label).reshape(-1, label.shape[-1])
     return cv2.LUT(flat, lut).reshape(label.shape)
 
 
-def split_partial_labels(labels: torch.Tensor, num_classes: int) -> tuple[torch.Tensor, torch.Tensor]:
+def split_partial_labels(labels: torch.Tensor, num_classes: int,
+                         ignore_index: int = IGNORE_INDEX) -> tuple[torch.Tensor, torch.Tensor]:
     """Split training labels made with `label_lut(..., partial=True)` into (hard labels, partial labels).
 
-    Hard labels keep ids below num_classes and 255 elsewhere; partial labels hold the set index
-    (label - num_classes) on one-to-many pixels and 255 elsewhere.
+    Hard labels keep ids below num_classes and `ignore_index` (the space's, `TaxonomyConverter.ignore_index`)
+    elsewhere; partial labels hold the set index (label - num_classes) on one-to-many pixels and
+    `ignore_index` elsewhere.
     """
-    is_partial = (labels >= num_classes) & (labels != IGNORE_INDEX)
-    ignore = torch.full_like(labels, IGNORE_INDEX)
+    is_partial = (labels >= num_classes) & (labels != ignore_index)
+    ignore = torch.full_like(labels, ignore_index)
     return torch.where(is_partial, ignore, labels), torch.where(is_partial, labels - num_classes, ignore)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 
-from unifiedseg.constants import MAX_CLASSES
+from unifiedseg.constants import MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX
 from unifiedseg.taxonomy.table import (
     PARENT_COLUMN,
     PARTIAL_MARK,
@@ -81,7 +81,7 @@ def validate(table: TaxonomyTable) -> list[Problem]:
         if len(row) != len(header):
             report(ERROR, f"{len(row)} tab-separated fields, the header has {len(header)}", table.line_of(i))
 
-    # Universal classes: non-empty, unique, plain names, at most MAX_CLASSES.
+    # Universal classes: non-empty, unique, plain names, at most MAX_WIDE_CLASSES.
     seen: dict[str, int] = {}
     for i in range(len(table.rows)):
         raw = table.cell(i, UNIVERSAL_COLUMN)
@@ -98,8 +98,9 @@ def validate(table: TaxonomyTable) -> list[Problem]:
         else:
             seen[name] = line
     n_classes = len([n for n in seen if n != UNLABELED])
-    if n_classes > MAX_CLASSES:
-        report(ERROR, f"{n_classes} universal classes; uint8 label maps hold at most {MAX_CLASSES} (255 is the ignore label)")
+    if n_classes > MAX_WIDE_CLASSES:
+        report(ERROR, f"{n_classes} universal classes; uint16 label maps hold at most {MAX_WIDE_CLASSES} "
+                      f"({WIDE_IGNORE_INDEX} is their ignore label)")
 
     for dataset in table.train_datasets:
         _check_train_column(table, dataset, report)
