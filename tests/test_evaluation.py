@@ -36,6 +36,18 @@ def test_metrics_by_hand():
     assert m.aacc() == pytest.approx(3 / 5)
 
 
+def test_unchecked_updates_count_the_same_and_a_wide_space_ignores_65535():
+    # The training logger's path: no range checks (each a GPU sync), the counts made where the ids are.
+    m = ConfusionMatrix(4, device=torch.device("cpu"))
+    m.update(torch.tensor([0, 1, 1, 1, 0, 0]), torch.tensor([0, 0, 1, 1, 255, 2]), check=False)
+    assert m.matrix.tolist() == hand_matrix().matrix.tolist()
+    wide = ConfusionMatrix(300, ignore_index=65535)  # a uint16 label space: 255 counts, 65535 does not
+    wide.update(torch.tensor([255, 299, 0]), torch.tensor([255, 65535, 299]), check=False)
+    assert wide.matrix.sum() == 2 and wide.matrix[255, 255] == 1 and wide.matrix[299, 0] == 1
+    with pytest.raises(ValueError, match=r"label ids \[300\] are outside 0-299 \(and 65535 ignored\)"):
+        wide.update(torch.tensor([0]), torch.tensor([300]))
+
+
 def test_accumulates_over_the_set_not_per_image():
     m = ConfusionMatrix(2)
     m.update(torch.tensor([0, 0, 0, 0]), torch.tensor([0, 0, 0, 0]))  # a perfect large image

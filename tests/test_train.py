@@ -65,6 +65,24 @@ def test_a_short_run_writes_checkpoints_metrics_logs_and_the_resolved_config(dem
     assert state["iteration"] == 4 and state["taxonomy"]["class_names"][:2] == ["road", "sidewalk"]
 
 
+def test_per_dataset_losses_are_computed_on_logged_steps_only(demo_root, tmp_path, monkeypatch):
+    # They evaluate the loss set again per dataset (for logging): not on the steps nobody logs.
+    from unifiedseg.engine.trainer import Trainer
+
+    steps = []
+    original = Trainer._dataset_losses
+
+    def counted(self, *args):
+        steps.append(self.iter + 1)
+        return original(self, *args)
+
+    monkeypatch.setattr(Trainer, "_dataset_losses", counted)
+    train(demo_root, tmp_path / "run", **{"train.log_interval": 3})
+    assert steps == [3, 4]  # every third step, and the last
+    records = [r for r in log_records(tmp_path / "run") if "loss" in r]
+    assert [r["iter"] for r in records] == [3, 4] and all(any(k.startswith("loss/") for k in r) for r in records)
+
+
 class SignalAt(Hook):
     """Sends this process a signal after the given iteration, as a scheduler or Ctrl-C would."""
 

@@ -23,7 +23,8 @@ logger = logging.getLogger(__name__)
 
 class LoggingHook(Hook):
     """Main rank only: a tqdm bar with ETA; every `interval` steps a JSON line and TensorBoard scalars
-    (lr, each named loss, per-dataset loss and training mIoU, data and step time, fault counters)."""
+    (lr, each named loss and the data and step times averaged over the interval, training mIoU per
+    dataset over the interval, per-dataset losses of the logged step's batch, fault counters)."""
 
     def __init__(self, *, work_dir: Path, interval: int, num_classes: int, enabled: bool = True,
                  tensorboard: bool = True):
@@ -67,8 +68,12 @@ class LoggingHook(Hook):
         self._add("data_time", result.data_time)
         self._add("step_time", result.step_time)
         for dataset, pred, label in result.predictions:
-            matrix = self.train_confusion.setdefault(dataset, ConfusionMatrix(self.num_classes, trainer.ignore_index))
-            matrix.update(pred.cpu(), label.cpu())
+            # counted where the predictions are, unchecked (the pipeline made the labels): no GPU sync
+            matrix = self.train_confusion.get(dataset)
+            if matrix is None:
+                matrix = self.train_confusion[dataset] = ConfusionMatrix(self.num_classes, trainer.ignore_index,
+                                                                         device=pred.device)
+            matrix.update(pred, label, check=False)
         self.bar.update(1)
         if "loss" in result.losses:
             self.bar.set_postfix(loss=f"{result.losses['loss']:.4f}", lr=f"{result.lr:.2e}", refresh=False)

@@ -224,7 +224,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                       accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
                       norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks,
-                      mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std))
+                      mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std),
+                      dataset_loss_interval=max(1, cfg.train.log_interval) if dist.is_main else 0)
     for name, value in restored_counters.items():  # fault counts carry over a resume
         setattr(trainer, name, value)
     try:

@@ -49,7 +49,8 @@ class StepResult:
     """What one optimizer step did, for the hooks that log it."""
 
     losses: dict[str, float]  # named losses (weighted), summed `loss`, and ohem_kept when sampled
-    dataset_losses: dict[str, float]  # summed loss per dataset of the batch
+    # summed loss per dataset of the batch; only on steps that `dataset_loss_interval` selects
+    dataset_losses: dict[str, float]
     lr: float
     data_time: float
     step_time: float
@@ -57,7 +58,7 @@ class StepResult:
     skipped_overflow: bool = False  # fp16 GradScaler skipped the update (inf/NaN gradients)
     grad_norm: float | None = None
     bad_samples: list[str] = field(default_factory=list)
-    # (dataset, predictions, labels) of the batch, for training mIoU
+    # (dataset, predictions, labels) of the batch on the training device, for training mIoU
     predictions: list[tuple[str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
 
 
@@ -68,7 +69,7 @@ class Trainer:
                  max_iters: int, device: torch.device, amp: str, scaler, num_classes: int,
                  ignore_index: int = IGNORE_INDEX, partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
                  max_nonfinite_steps: int = 5, channels_last: bool = False, norm_eval: bool = False, swa=None,
-                 hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0)):
+                 hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), dataset_loss_interval: int = 1):
         self.model = model
         self.loss_set = loss_set
         self.optimizer = optimizer
@@ -90,6 +91,9 @@ class Trainer:
         self.norm_eval = norm_eval  # batch-norm layers keep their running statistics (eval mode)
         self.swa = swa  # an SWAState owns the lr from swa.start_iter on and averages the weights
         self.hooks = list(hooks)
+        # Per-dataset losses evaluate the loss set again on each dataset's samples (for logging only):
+        # every this many steps (the logged ones), and never when 0 (ranks that do not log).
+        self.dataset_loss_interval = dataset_loss_interval
         # uint8 batches (data.normalize_on_device) are normalised here, on the training device
         self.mean = torch.tensor(mean, dtype=torch.float32, device=device).view(1, 3, 1, 1)
         self.std = torch.tensor(std, dtype=torch.float32, device=device).view(1, 3, 1, 1)
@@ -162,6 +166,9 @@ class Trainer:
         bad_samples: list[str] = []
         predictions = []
         nonfinite = False
+        step = self.iter + 1  # the number this step has once done (the hooks see it as trainer.iter)
+        per_dataset = self.dataset_loss_interval > 0 and (step % self.dataset_loss_interval == 0
+                                                          or step == self.max_iters)
         for micro in range(self.accumulate_grad):
             fetch = time.perf_counter()
             batch = next(self.batches)  # every micro-batch is read, even after a skip: the data stays in step
@@ -181,8 +188,9 @@ class Trainer:
             for name, value in losses.items():
                 totals[name] = totals.get(name, 0.0) + float(value.detach()) / self.accumulate_grad
             totals["loss"] = totals.get("loss", 0.0) + float(total.detach()) / self.accumulate_grad
-            for dataset, value in self._dataset_losses(batch, logits, labels, partial).items():
-                dataset_losses[dataset] = dataset_losses.get(dataset, 0.0) + value / self.accumulate_grad
+            if per_dataset:
+                for dataset, value in self._dataset_losses(batch, logits, labels, partial).items():
+                    dataset_losses[dataset] = dataset_losses.get(dataset, 0.0) + value / self.accumulate_grad
             preds = logits.detach().argmax(1)
             predictions += [(d, preds[i], labels[i]) for i, d in enumerate(batch["dataset"])]
         self.bad_sample_total += len(bad_samples)
