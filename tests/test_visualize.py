@@ -1,4 +1,5 @@
-"""Palettes (from files, generated), colour label maps, overlays and legends checked pixel by pixel, the
+"""Palettes (from files, generated), colour label maps, overlays and legends checked pixel by pixel, in
+uint8 label spaces (ignore 255) and wide ones of more than 255 classes (ignore 65535), the
 confusion-matrix picture, and tools/demo.py on a folder of images, one image, a video, and bad input."""
 
 import logging
@@ -186,6 +187,158 @@ def test_the_confusion_picture_refuses_bad_matrices():
         vis.confusion_image(np.zeros((2, 2)), ["a", "b", "c"])
     with pytest.raises(ValueError, match="non-negative"):
         vis.confusion_image(np.array([[1, -1], [0, 1]]), ["a", "b"])
+
+
+# ---- wide label spaces (more than 255 classes, ignore 65535) -----------------------------------
+def wide_palette():
+    """300 colours, colour i = (i % 256, 10 + i // 256, 200): ids 0, 255, 299 -> (0, 10, 200),
+    (255, 10, 200), (43, 11, 200)."""
+    ids = np.arange(300)
+    return np.stack([ids % 256, 10 + ids // 256, np.full(300, 200)], axis=1).astype(np.uint8)
+
+
+WIDE_LABELS = np.array([[0, 255], [299, 65535]], dtype=np.uint16)
+
+
+def test_colorize_in_a_wide_space_paints_class_255_and_the_ignore_label_65535_black():
+    palette = wide_palette()
+    expected = [[[0, 10, 200], [255, 10, 200]], [[43, 11, 200], [0, 0, 0]]]
+    assert vis.colorize(WIDE_LABELS, palette).tolist() == expected
+    assert vis.colorize(WIDE_LABELS.astype(np.int64), palette).tolist() == expected
+    assert vis.colorize(WIDE_LABELS.astype(np.int32), palette).tolist() == expected
+    # a uint8 map drawn with a wide palette: 255 is class 255 there, not ignored
+    assert vis.colorize(np.array([[255, 0]], dtype=np.uint8), palette).tolist() == [[[255, 10, 200], [0, 10, 200]]]
+
+
+def test_wide_label_ids_without_a_colour_are_named_with_the_ignore_label_65535():
+    palette = wide_palette()
+    with pytest.raises(ValueError, match=r"label ids 300 have no colour: the palette has 300 "
+                                         r"\(ids 0-299, and 65535 for ignored pixels\)"):
+        vis.colorize(np.array([[0, 300, 65535]], dtype=np.uint16), palette)
+    with pytest.raises(ValueError, match=r"label ids 300, 65534 have no colour"):
+        vis.colorize(np.array([[65534, 300]], dtype=np.int64), palette)
+    with pytest.raises(ValueError, match=r"label id 65536 is outside 0-299 \(and 65535 for ignored pixels\)"):
+        vis.colorize(np.array([[65536]], dtype=np.int64), palette)
+    with pytest.raises(ValueError, match=r"label id -1 is outside 0-299 \(and 65535"):
+        vis.colorize(np.array([[-1, 5]]), palette)
+    # a 255-colour palette is still narrow: 255 is its ignore label, 256 is out of range
+    with pytest.raises(ValueError, match=r"label id 256 is outside 0-254 \(and 255 for ignored pixels\)"):
+        vis.colorize(np.array([[256]]), vis.generated_palette(255))
+
+
+def test_overlay_in_a_wide_space_blends_class_255_and_leaves_65535_alone():
+    image = np.array([[[50, 30, 60], [101, 20, 40]], [[1, 1, 0], [7, 8, 9]]], dtype=np.uint8)
+    blended = vis.overlay(image, WIDE_LABELS, wide_palette(), alpha=0.5)
+    # (50, 30, 60) + (0, 10, 200) -> (25, 20, 130); (101, 20, 40) + (255, 10, 200) -> (178, 15, 120);
+    # (1, 1, 0) + (43, 11, 200) -> (22, 6, 100); the 65535 pixel keeps (7, 8, 9)
+    assert blended.tolist() == [[[25, 20, 130], [178, 15, 120]], [[22, 6, 100], [7, 8, 9]]]
+
+
+def test_present_classes_counts_255_as_a_class_when_the_ignore_label_is_65535():
+    labels = np.full((4, 5), 65535, dtype=np.uint16)
+    labels[0] = 255  # 5 pixels
+    labels[1, :3] = 299  # 3 pixels
+    labels[2, :3] = 0  # 3 pixels, ties with 299 and comes first by id
+    assert vis.present_classes(labels, ignore_index=65535) == [255, 0, 299]
+    assert vis.present_classes(labels.astype(np.int64), ignore_index=65535) == [255, 0, 299]
+    narrow = np.array([[255, 3, 3]], dtype=np.uint8)
+    assert vis.present_classes(narrow) == [3] and vis.present_classes(narrow, ignore_index=65535) == [3, 255]
+    with pytest.raises(ValueError, match=r"label ids must be in 0-255"):
+        vis.present_classes(labels)  # 65535 is no id of a uint8 space
+    with pytest.raises(ValueError, match=r"ignore_index must be 255 \(uint8 label maps\) or 65535 "
+                                         r"\(uint16 label maps\), got 0"):
+        vis.present_classes(labels, ignore_index=0)
+    with pytest.raises(ValueError, match=r"labels must be an integer array, got float64"):
+        vis.present_classes(np.array([[1.5]]))
+
+
+def test_an_overlay_with_legend_in_a_wide_space_lists_class_255():
+    palette = wide_palette()
+    names = [f"c{i}" for i in range(300)]
+    labels = np.full((20, 300), 65535, dtype=np.uint16)
+    labels[:, :200] = 255
+    labels[:4, 200:] = 299
+    picture = vis.overlay_with_legend(np.zeros((20, 300, 3), np.uint8), labels, palette, names)
+    strip = vis.legend(names, palette, [255, 299], width=300)
+    assert picture.shape == (20 + strip.shape[0], 300, 3) and np.array_equal(picture[20:], strip)
+    assert {(255, 10, 200), (43, 11, 200)} <= colors_in(strip) and (0, 10, 200) not in colors_in(strip)
+    assert picture[19, 299].tolist() == [0, 0, 0]  # an ignored pixel of the black image stays black
+
+
+def test_wide_label_pngs_are_rgb_pictures_of_the_colours(tmp_path, monkeypatch):
+    palette = wide_palette()
+    vis.save_label_png(tmp_path / "wide.png", WIDE_LABELS, palette)
+    with Image.open(tmp_path / "wide.png") as image:
+        assert image.mode == "RGB"  # a PNG palette holds 256 colours at most
+        assert np.array(image).tolist() == [[[0, 10, 200], [255, 10, 200]], [[43, 11, 200], [0, 0, 0]]]
+    monkeypatch.setattr(vis, "Image", None)
+    vis.save_label_png(tmp_path / "plain.png", WIDE_LABELS.astype(np.int64), palette)
+    rgb = cv2.imread(str(tmp_path / "plain.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
+    assert np.array_equal(rgb, vis.colorize(WIDE_LABELS, palette))
+
+
+def test_generated_palettes_of_wide_spaces_are_distinct_never_black_and_extend_the_narrow_one():
+    palette = vis.generated_palette(350)
+    assert palette.shape == (350, 3) and palette.dtype == np.uint8
+    assert len({tuple(c) for c in palette}) == 350 and (0, 0, 0) not in {tuple(c) for c in palette}
+    assert np.array_equal(palette[:255], vis.generated_palette(255))
+    # golden-ratio hues first meet after rounding at class 1981, on class 7's (115, 242, 109): it takes
+    # the next darker colour on that grey diagonal
+    big = vis.generated_palette(2000)
+    assert tuple(big[7]) == (115, 242, 109) and tuple(big[1981]) == (114, 241, 108)
+    largest = vis.generated_palette(65535)
+    assert len(np.unique(largest, axis=0)) == 65535 and (largest.astype(int).sum(axis=1) > 0).all()
+    assert np.array_equal(largest[:350], palette)
+    for bad in (65536, -1, 2.0, True):
+        with pytest.raises(ValueError, match=r"num_classes must be an integer 0-65535"):
+            vis.generated_palette(bad)
+
+
+def test_a_taken_colour_moves_darker_then_lighter_then_to_the_first_free_colour_from_white():
+    assert vis._free_color((10, 20, 30), {(10, 20, 30)}, None)[0] == (9, 19, 29)
+    # (2, 3, 4) can go one step darker, to (1, 2, 3); with that taken too it goes lighter
+    assert vis._free_color((2, 3, 4), {(2, 3, 4), (1, 2, 3)}, None)[0] == (3, 4, 5)
+    greys = {(v, v, v) for v in range(256)}  # the whole diagonal of (5, 5, 5)
+    color, walk = vis._free_color((5, 5, 5), greys, None)
+    assert color == (255, 255, 254)
+    # the walk resumes where it stopped: the next taken grey finds the next colour down from white
+    assert vis._free_color((9, 9, 9), greys | {color}, walk)[0] == (255, 255, 253)
+
+
+def test_palette_files_and_palettes_may_hold_up_to_65535_colours(tmp_path):
+    path = tmp_path / "wide_colors.txt"
+    path.write_text("".join(f"{i % 256} {10 + i // 256} 200\n" for i in range(300)))
+    assert np.array_equal(vis.read_palette(path), wide_palette())
+    path.write_text("1 2 3\n" * 65536)
+    with pytest.raises(TaxonomyError, match=r"wide_colors.txt: 65536 colours; label maps hold at most 65535 classes"):
+        vis.read_palette(path)
+    with pytest.raises(ValueError, match=r"palette has 65536 colours; ids 0-65534 are classes, 65535 is ignored"):
+        vis.colorize(np.zeros((1, 1), np.uint16), np.zeros((65536, 3), np.uint8))
+    names = [f"c{i}" for i in range(300)]
+    assert np.array_equal(vis.palette_for(names), vis.generated_palette(300))
+
+
+def test_the_confusion_picture_of_300_classes_has_8_px_cells_and_of_600_no_names():
+    rng = np.random.default_rng(0)
+    matrix = rng.integers(0, 5, (300, 300))
+    matrix[299] = 0
+    matrix[299, 0] = 7  # row 299: everything predicted as class 0
+    names = [f"class {i}" for i in range(300)]
+    layout = vis.confusion_layout(names)
+    assert layout.cell == 8 and layout.show_names  # 1200 // 300 = 4, raised to 8 px
+    picture = vis.confusion_image(matrix, names)
+    assert picture.shape == (layout.height, layout.width, 3)
+    assert layout.width == layout.left + 300 * 8 + layout.pad
+    y, x = layout.cell_origin(299, 0)
+    viridis_one = tuple(int(v) for v in vis.heat_colors(np.array([1.0]))[0])
+    assert tuple(int(v) for v in picture[y + 4, x + 4]) == viridis_one
+    assert layout.left > 2 * layout.pad  # room for the names
+    many = [f"class {i}" for i in range(600)]
+    wide_layout = vis.confusion_layout(many)
+    # 600 cells of 8 px would span 4800 px > 4096: cells of 4096 // 600 = 6 px, too small to label
+    assert wide_layout.cell == 6 and not wide_layout.show_names
+    assert wide_layout.left == 16 and wide_layout.width == 16 + 600 * 6 + 8
+    assert vis.confusion_image(np.eye(600), many).shape == (wide_layout.height, wide_layout.width, 3)
 
 
 # ---- tools/demo.py -----------------------------------------------------------------------------

@@ -2,8 +2,11 @@
 classes present, and a row-normalised confusion-matrix heatmap.
 
 Images are RGB uint8 (H, W, 3) numpy arrays throughout (the writers convert to OpenCV's BGR); label
-maps are (H, W) integer arrays of class ids with IGNORE_INDEX (255) for "no class", drawn black in
-colour maps and left untouched in overlays.
+maps are (H, W) integer arrays of class ids and an ignore label for "no class", drawn black in colour
+maps and left untouched in overlays. A palette has one colour per class of its label space, so its
+length decides the ignore label (unifiedseg.constants): IGNORE_INDEX (255) for spaces of at most 255
+classes, WIDE_IGNORE_INDEX (65535) above that (e.g. MSeg's 350-class naive merge), where 255 is an
+ordinary class.
 
 Palettes: `palette_for("cityscapes-19")` reads taxonomy/dataset_lists/NAME/NAME_colors.txt (one
 "R G B" line per class id) where MSeg ships one; for other datasets and for a list of class names (the
@@ -16,14 +19,15 @@ from __future__ import annotations
 import colorsys
 import logging
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from unifiedseg.constants import IGNORE_INDEX, MAX_CLASSES
+from unifiedseg.constants import (IGNORE_INDEX, MAX_CLASSES, MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX, ignore_index_for,
+                                  label_dtype)
 from unifiedseg.paths import taxonomy_dir
 from unifiedseg.taxonomy.table import TaxonomyError, load_names
 from unifiedseg.utils.fileio import atomic_write
@@ -46,27 +50,70 @@ FONT = cv2.FONT_HERSHEY_SIMPLEX
 LEGEND_BACKGROUND = (255, 255, 255)
 TEXT_COLOR = (0, 0, 0)
 MISSING_ROW_COLOR = (200, 200, 200)  # confusion rows of classes with no labelled pixels
+MAX_CONFUSION_GRID = 4096  # pixels a confusion grid spans at most once its cells are down to 8 px
+MIN_NAMED_CELL = 8  # below this cell size names would be under 6 px tall, so they are left off
 
 
 # ---- palettes ----------------------------------------------------------------------------------
 def generated_palette(num_classes: int) -> np.ndarray:
-    """(num_classes, 3) uint8: distinct, deterministic, never black (black marks ignored pixels)."""
-    if not 0 <= num_classes <= MAX_CLASSES:
-        raise ValueError(f"num_classes must be 0-{MAX_CLASSES}, got {num_classes}")
+    """(num_classes, 3) uint8: distinct, deterministic, never black (black marks ignored pixels).
+
+    Up to MAX_WIDE_CLASSES colours; a shorter palette is the start of a longer one. Class i gets the
+    i-th golden-ratio hue; the first ~2000 of these stay distinct after rounding to 8 bits, a later one
+    that meets an earlier colour moves to the nearest free colour on its grey diagonal (`_free_color`).
+    """
+    if isinstance(num_classes, bool) or not isinstance(num_classes, (int, np.integer)) \
+            or not 0 <= num_classes <= MAX_WIDE_CLASSES:
+        raise ValueError(f"num_classes must be an integer 0-{MAX_WIDE_CLASSES}, got {num_classes!r}")
     colors, seen = [], {IGNORE_COLOR}
+    spare = None  # the whole-cube walk of _free_color, started on first use
     for i in range(num_classes):
         hue = (i * GOLDEN_RATIO_CONJUGATE) % 1.0
         saturation, value = SATURATIONS[i % 2], VALUES[(i // 2) % 3]
         rgb = tuple(int(round(c * 255)) for c in colorsys.hsv_to_rgb(hue, saturation, value))
-        while rgb in seen:  # rounding can make two hues meet; darken one step until unique
-            rgb = tuple(max(c - 1, 1) for c in rgb)
+        if rgb in seen:
+            rgb, spare = _free_color(rgb, seen, spare)
         seen.add(rgb)
         colors.append(rgb)
     return np.array(colors, dtype=np.uint8).reshape(num_classes, 3)
 
 
+def _free_color(rgb: tuple[int, int, int], seen: set,
+                spare: Iterator | None) -> tuple[tuple[int, int, int], Iterator | None]:
+    """The colour nearest `rgb` on its grey diagonal that is not in `seen`: darker one step at a time
+    (no channel reaching 0), then lighter; if the whole diagonal is taken, the next colour not in
+    `seen` on a walk over the RGB cube from white down. Returns (colour, the walk, to resume later).
+
+    A call looks at each colour of one diagonal at most once and the cube walk resumes where it
+    stopped, so a palette of n colours costs O(256 n) set lookups at worst and never loops forever.
+    """
+    r, g, b = rgb
+    for step in range(1, min(rgb)):
+        darker = (r - step, g - step, b - step)
+        if darker not in seen:
+            return darker, spare
+    for step in range(1, 256 - max(rgb)):
+        lighter = (r + step, g + step, b + step)
+        if lighter not in seen:
+            return lighter, spare
+    if spare is None:
+        spare = _cube_from_white()
+    for color in spare:
+        if color not in seen:
+            return color, spare
+    raise RuntimeError("every RGB colour is taken")  # cannot happen: a palette holds at most 65535
+
+
+def _cube_from_white() -> Iterator[tuple[int, int, int]]:
+    for r in range(255, -1, -1):
+        for g in range(255, -1, -1):
+            for b in range(255, -1, -1):
+                yield (r, g, b)
+
+
 def read_palette(path) -> np.ndarray:
-    """(N, 3) uint8 from a colours file: line i is "R G B" (integers 0-255) of class id i."""
+    """(N, 3) uint8 from a colours file: line i is "R G B" (integers 0-255) of class id i; at most
+    MAX_WIDE_CLASSES lines."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
@@ -82,8 +129,9 @@ def read_palette(path) -> np.ndarray:
             raise TaxonomyError(f"{path}:{number}: expected 'R G B' with three integers 0-255 "
                                 f"(line {number} is class id {number - 1}), got {line!r}")
         colors.append([int(p) for p in parts])
-    if len(colors) > MAX_CLASSES:
-        raise TaxonomyError(f"{path}: {len(colors)} colours; label maps hold at most {MAX_CLASSES} classes")
+    if len(colors) > MAX_WIDE_CLASSES:
+        raise TaxonomyError(f"{path}: {len(colors)} colours; label maps hold at most {MAX_WIDE_CLASSES} classes "
+                            f"(ids 0-{MAX_WIDE_CLASSES - 1}, {WIDE_IGNORE_INDEX} being the ignore label)")
     return np.array(colors, dtype=np.uint8).reshape(len(colors), 3)
 
 
@@ -131,53 +179,62 @@ def palette_for(dataset_or_names: str | Sequence[str], num_classes: int | None =
 
 
 def _check_palette(palette) -> np.ndarray:
+    """The palette as a (N, 3) uint8 array, N <= MAX_WIDE_CLASSES (its ignore label is ignore_index_for(N))."""
     palette = np.asarray(palette)
     if palette.ndim != 2 or palette.shape[1] != 3 or palette.dtype != np.uint8:
         raise ValueError(f"palette must be a (N, 3) uint8 array, got {palette.dtype} of shape {palette.shape}")
-    if len(palette) > MAX_CLASSES:
-        raise ValueError(f"palette has {len(palette)} colours; ids 0-{MAX_CLASSES - 1} are classes, {IGNORE_INDEX} is ignored")
+    if len(palette) > MAX_WIDE_CLASSES:
+        raise ValueError(f"palette has {len(palette)} colours; ids 0-{MAX_WIDE_CLASSES - 1} are classes, "
+                         f"{WIDE_IGNORE_INDEX} is ignored")
     return palette
 
 
 # ---- label maps --------------------------------------------------------------------------------
 def _check_labels(labels, num_colors: int) -> np.ndarray:
-    """Labels as uint8 (H, W); ids that are neither < num_colors nor IGNORE_INDEX are named in the error."""
+    """Labels as (H, W) of the space's dtype: uint8 for palettes of <= 255 colours, else uint16. Ids that
+    are neither < num_colors nor the space's ignore label (255, or 65535) are named in the error."""
     labels = np.asarray(labels)
     if labels.ndim != 2 or not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be a 2-D integer array, got {labels.dtype} of shape {labels.shape}")
-    if labels.size and labels.dtype != np.uint8:
+    dtype, ignore = label_dtype(num_colors), ignore_index_for(num_colors)
+    if labels.size and labels.dtype != dtype:
         low, high = int(labels.min()), int(labels.max())
-        if low < 0 or high > IGNORE_INDEX:
+        if low < 0 or high > ignore:
             raise ValueError(f"label id {low if low < 0 else high} is outside 0-{num_colors - 1} "
-                             f"(and {IGNORE_INDEX} for ignored pixels)")
-    labels = labels.astype(np.uint8, copy=False)
-    counts = np.bincount(labels.ravel(), minlength=256)
-    bad = [i for i in np.flatnonzero(counts[num_colors:IGNORE_INDEX]) + num_colors]
+                             f"(and {ignore} for ignored pixels)")
+    labels = labels.astype(dtype, copy=False)
+    counts = np.bincount(labels.ravel(), minlength=ignore + 1)
+    bad = [i for i in np.flatnonzero(counts[num_colors:ignore]) + num_colors]
     if bad:
         raise ValueError(f"label ids {', '.join(str(i) for i in bad[:10])} have no colour: the palette has "
-                         f"{num_colors} (ids 0-{num_colors - 1}, and {IGNORE_INDEX} for ignored pixels)")
+                         f"{num_colors} (ids 0-{num_colors - 1}, and {ignore} for ignored pixels)")
     return labels
 
 
 def _lut(palette: np.ndarray) -> np.ndarray:
-    lut = np.zeros((256, 3), dtype=np.uint8)
+    """(ignore + 1, 3) colours indexed by label value: 256 rows for narrow palettes, 65536 for wide."""
+    ignore = ignore_index_for(len(palette))
+    lut = np.zeros((ignore + 1, 3), dtype=np.uint8)
     lut[:len(palette)] = palette
-    lut[IGNORE_INDEX] = IGNORE_COLOR
+    lut[ignore] = IGNORE_COLOR
     return lut
 
 
 def colorize(labels, palette) -> np.ndarray:
-    """(H, W, 3) RGB uint8: each pixel the colour of its class, ignored pixels (255) black."""
+    """(H, W, 3) RGB uint8: each pixel the colour of its class, ignored pixels (255, or 65535 for
+    palettes of more than 255 colours) black."""
     palette = _check_palette(palette)
     return _lut(palette)[_check_labels(labels, len(palette))]
 
 
 def save_label_png(path, labels, palette) -> None:
-    """Write a colour label map: an indexed PNG (pixel values are the class ids, the palette colours
-    them) with Pillow, else an RGB PNG. Written atomically."""
+    """Write a colour label map, atomically: for palettes of <= 255 colours an indexed PNG (pixel values
+    are the class ids, the palette colours them) with Pillow, else an RGB PNG. A PNG palette holds at
+    most 256 entries, so for wider palettes it is always an RGB PNG of the colours (`colorize`): the
+    class ids are not recoverable from it, and ignored pixels are black."""
     palette = _check_palette(palette)
     labels = _check_labels(labels, len(palette))
-    if Image is not None:
+    if Image is not None and len(palette) <= MAX_CLASSES:
         indexed = Image.fromarray(np.ascontiguousarray(labels))
         indexed.putpalette(_lut(palette).reshape(-1).tolist())  # an "L" image with a palette becomes "P"
         atomic_write(path, lambda handle: indexed.save(handle, format="PNG"))
@@ -196,7 +253,7 @@ def write_image(path, rgb: np.ndarray, jpeg_quality: int = 90) -> None:
 
 def overlay(image, labels, palette, alpha: float = 0.5) -> np.ndarray:
     """Blend class colours into an RGB image: round((1 - alpha) * image + alpha * colour) on labelled
-    pixels; ignored pixels keep the image."""
+    pixels; ignored pixels (the palette's ignore label, 255 or 65535) keep the image."""
     if not 0.0 <= alpha <= 1.0:
         raise ValueError(f"alpha must be in [0, 1], got {alpha}")
     image = np.asarray(image)
@@ -205,18 +262,29 @@ def overlay(image, labels, palette, alpha: float = 0.5) -> np.ndarray:
     labels = np.asarray(labels)
     if labels.shape != image.shape[:2]:
         raise ValueError(f"labels of shape {labels.shape} do not match the image's {image.shape[:2]}")
+    palette = _check_palette(palette)
     colors = colorize(labels, palette)
     blended = cv2.addWeighted(image, 1.0 - alpha, colors, alpha, 0.0)
-    return np.where((labels == IGNORE_INDEX)[..., None], image, blended)
+    return np.where((labels == ignore_index_for(len(palette)))[..., None], image, blended)
 
 
 # ---- legend ------------------------------------------------------------------------------------
-def present_classes(labels) -> list[int]:
-    """Class ids present in a label map, the largest area first (ties by id); IGNORE_INDEX excluded."""
-    flat = np.asarray(labels).ravel()
-    if flat.size and (int(flat.min()) < 0 or int(flat.max()) > IGNORE_INDEX):
-        raise ValueError(f"label ids must be in 0-{IGNORE_INDEX}")
-    counts = np.bincount(flat.astype(np.int64, copy=False), minlength=256)[:IGNORE_INDEX]
+def present_classes(labels, ignore_index: int = IGNORE_INDEX) -> list[int]:
+    """Class ids present in a label map, the largest area first (ties by id); `ignore_index` excluded.
+
+    Pass the label space's ignore label: IGNORE_INDEX (255) for spaces of <= 255 classes, else
+    WIDE_IGNORE_INDEX (65535), where 255 is a class like any other (`ignore_index_for(num_classes)`).
+    """
+    if ignore_index not in (IGNORE_INDEX, WIDE_IGNORE_INDEX):
+        raise ValueError(f"ignore_index must be {IGNORE_INDEX} (uint8 label maps) or {WIDE_IGNORE_INDEX} "
+                         f"(uint16 label maps), got {ignore_index!r}")
+    labels = np.asarray(labels)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise ValueError(f"labels must be an integer array, got {labels.dtype}")
+    flat = labels.ravel()
+    if flat.size and (int(flat.min()) < 0 or int(flat.max()) > ignore_index):
+        raise ValueError(f"label ids must be in 0-{ignore_index}")
+    counts = np.bincount(flat.astype(np.int64, copy=False), minlength=ignore_index + 1)[:ignore_index]
     ids = np.flatnonzero(counts)
     return [int(i) for i in sorted(ids, key=lambda i: (-counts[i], i))]
 
@@ -340,7 +408,8 @@ def overlay_with_legend(image, labels, palette, class_names: Sequence[str], alph
                         legend_rows: int | None = None) -> np.ndarray:
     """The overlay with a legend strip of the classes present (largest area first) below it."""
     blended = overlay(image, labels, palette, alpha)
-    strip = legend(class_names, palette, present_classes(labels), blended.shape[1], rows=legend_rows)
+    present = present_classes(labels, ignore_index=ignore_index_for(len(palette)))
+    strip = legend(class_names, palette, present, blended.shape[1], rows=legend_rows)
     return np.vstack([blended, strip])
 
 
@@ -357,6 +426,7 @@ class ConfusionLayout:
     pad: int
     font_scale: float
     title_height: int
+    show_names: bool = True  # class names on the axes; off when cells are too small to label
 
     @property
     def width(self) -> int:
@@ -375,17 +445,25 @@ CONFUSION_TITLE = "rows: label, columns: prediction; each row sums to 100%"
 
 
 def confusion_layout(class_names: Sequence[str]) -> ConfusionLayout:
-    """Cell size shrinks with the class count (40 px down to 8 px); margins fit the longest name."""
+    """Cell size shrinks with the class count (40 px down to 8 px); margins fit the longest name.
+
+    Past MAX_CONFUSION_GRID / 8 = 512 classes the cells shrink further (down to 1 px) to keep the grid
+    within MAX_CONFUSION_GRID pixels, and the names, which would be unreadable, are left off.
+    """
     n = len(class_names)
-    cell = max(8, min(40, 1200 // max(n, 1)))
+    cell = max(MIN_NAMED_CELL, min(40, 1200 // max(n, 1)))
+    if n * cell > MAX_CONFUSION_GRID:
+        cell = max(1, MAX_CONFUSION_GRID // n)
+    show_names = cell >= MIN_NAMED_CELL
     # Hershey simplex letters are ~22 px tall at scale 1; keep names within a cell's height
     font_scale = min(0.5, 0.8 * cell / 22)
     pad = 8
-    longest = max((cv2.getTextSize(name, FONT, font_scale, 1)[0][0] for name in class_names), default=0)
+    longest = max((cv2.getTextSize(name, FONT, font_scale, 1)[0][0] for name in class_names), default=0) \
+        if show_names else 0
     (_, title_h), _ = cv2.getTextSize(CONFUSION_TITLE, FONT, 0.5, 1)
     title_height = title_h + 2 * pad
     return ConfusionLayout(num_classes=n, cell=cell, left=pad + longest + pad, top=title_height + longest + pad,
-                           pad=pad, font_scale=font_scale, title_height=title_height)
+                           pad=pad, font_scale=font_scale, title_height=title_height, show_names=show_names)
 
 
 def row_normalised(matrix) -> np.ndarray:
@@ -407,8 +485,9 @@ def heat_colors(values: np.ndarray) -> np.ndarray:
 
 
 def confusion_image(matrix, class_names: Sequence[str]) -> np.ndarray:
-    """RGB picture of a row-normalised confusion matrix: a heat map with class names on both axes,
-    percentages in cells that are big enough, grey rows for classes with no labelled pixels."""
+    """RGB picture of a row-normalised confusion matrix: a heat map with class names on both axes
+    (up to 512 classes), percentages in cells that are big enough (up to 50 classes), grey rows for
+    classes with no labelled pixels."""
     fractions = row_normalised(matrix)
     n = fractions.shape[0]
     if len(class_names) != n:
@@ -422,6 +501,24 @@ def confusion_image(matrix, class_names: Sequence[str]) -> np.ndarray:
     picture[layout.top:layout.top + size, layout.left:layout.left + size] = grid
     cv2.putText(picture, CONFUSION_TITLE, (layout.pad, layout.title_height - layout.pad), FONT, 0.5, TEXT_COLOR, 1,
                 cv2.LINE_AA)
+    if layout.show_names:
+        _draw_axis_names(picture, class_names, layout)
+    if layout.cell >= 24:
+        for (i, j), value in np.ndenumerate(fractions):
+            if np.isnan(value):
+                continue
+            text = f"{value * 100:.0f}"
+            (tw, th), _ = cv2.getTextSize(text, FONT, 0.4, 1)
+            y, x = layout.cell_origin(i, j)
+            color = (255, 255, 255) if value < 0.6 else TEXT_COLOR  # white on viridis' dark end
+            cv2.putText(picture, text, (x + (layout.cell - tw) // 2, y + (layout.cell + th) // 2), FONT, 0.4, color, 1,
+                        cv2.LINE_AA)
+    return picture
+
+
+def _draw_axis_names(picture: np.ndarray, class_names: Sequence[str], layout: ConfusionLayout) -> None:
+    """Row names right-aligned left of the grid, column names above it reading bottom-up."""
+    size = layout.num_classes * layout.cell
     (_, text_h), _ = cv2.getTextSize("Ag", FONT, layout.font_scale, 1)
     # column names are written horizontally into a strip, then rotated to read bottom-up
     column_strip = np.full((size, layout.top - layout.title_height, 3), 255, dtype=np.uint8)
@@ -436,17 +533,6 @@ def confusion_image(matrix, class_names: Sequence[str]) -> np.ndarray:
     # each name starts) the bottom, next to the grid
     picture[layout.title_height:layout.top, layout.left:layout.left + size] = cv2.rotate(
         column_strip, cv2.ROTATE_90_COUNTERCLOCKWISE)
-    if layout.cell >= 24:
-        for (i, j), value in np.ndenumerate(fractions):
-            if np.isnan(value):
-                continue
-            text = f"{value * 100:.0f}"
-            (tw, th), _ = cv2.getTextSize(text, FONT, 0.4, 1)
-            y, x = layout.cell_origin(i, j)
-            color = (255, 255, 255) if value < 0.6 else TEXT_COLOR  # white on viridis' dark end
-            cv2.putText(picture, text, (x + (layout.cell - tw) // 2, y + (layout.cell + th) // 2), FONT, 0.4, color, 1,
-                        cv2.LINE_AA)
-    return picture
 
 
 def confusion_png(path, matrix, class_names: Sequence[str]) -> None:
