@@ -19,9 +19,12 @@ from unifiedseg.data.listfile import read_list
 from unifiedseg.data.pipeline_bench import (limit_to_one_thread, time_decode_floor, time_fused, time_sequential,
                                             train_transform_for)
 from unifiedseg.data.registry import DatasetRegistry
-from unifiedseg.taxonomy import TaxonomyConverter
+from unifiedseg.taxonomy import NaiveTaxonomyConverter, TaxonomyConverter
 
 CITYSCAPES_IDS = [7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33]
+# config/train/*/mseg-naive.yaml: 350 classes, so uint16 label maps (ignore label 65535)
+NAIVE_DATASETS = ["mapillary-public65", "coco-panoptic-133", "ade20k-150", "idd-39", "cityscapes-19", "bdd",
+                  "sunrgbd-37"]
 
 
 def make_frames(folder: Path, frames: int, seed: int = 0) -> Path:
@@ -62,14 +65,20 @@ def main(argv=None) -> int:
         converter = TaxonomyConverter.from_tsv("mseg", train_datasets=["cityscapes-19"], test_datasets=[])
         entries = read_list(list_path, folder)
         mapper = build_label_mapper(info, converter)
+        naive = NaiveTaxonomyConverter.from_tsv("mseg", train_datasets=NAIVE_DATASETS, test_datasets=[])
+        wide_mapper = build_label_mapper(info, naive)
         results = {}
-        for name, normalize, reduced in [("fused, normalised float32", True, True),
-                                         ("fused, uint8 out (normalise on device)", False, True),
-                                         ("fused, uint8 out, no reduced JPEG decoding", False, False)]:
-            dataset = SegmentationDataset(name=info.name, entries=entries, label_mapper=mapper,
+        for name, normalize, reduced, label_mapper in [
+                ("fused, normalised float32", True, True, mapper),
+                ("fused, uint8 out (normalise on device)", False, True, mapper),
+                ("fused, uint8 out, no reduced JPEG decoding", False, False, mapper),
+                (f"fused, uint8 out, {naive.num_classes}-class uint16 labels", False, True, wide_mapper)]:
+            dataset = SegmentationDataset(name=info.name, entries=entries, label_mapper=label_mapper,
                                           transform=train_transform_for(1080, normalize=normalize),
                                           reduced_decoding=reduced)
             results[name] = time_fused(dataset, args.num_crops, progress=False)
+        dataset = SegmentationDataset(name=info.name, entries=entries, label_mapper=mapper,
+                                      transform=train_transform_for(1080, normalize=False))
         reference = time_sequential(dataset, max(20, args.num_crops // 4), progress=False)
         image, label = time_decode_floor(dataset, args.frames, progress=False)
     print(f"machine: {platform.machine()}, 1 thread (cv2 and torch); 1080p frames, 713x713 crops; "
