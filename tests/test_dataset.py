@@ -2,17 +2,23 @@
 mapping into the unified space, reproducible draws and the bad-sample policy."""
 
 import shutil
+from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
 
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SampleKey, SegmentationDataset, collate
 from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.listfile import ListEntry
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.taxonomy import TaxonomyConverter
+
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -37,6 +43,35 @@ def test_train_item_is_an_augmented_crop_in_the_unified_space(demo_root, convert
     # demo-city's `vehicle` is one-to-many (car or truck): never a hard label
     assert converter.class_names.index("car") not in values and converter.class_names.index("truck") not in values
     assert item["dataset"] == "demo-city" and item["bad_samples"] == []
+
+
+def test_a_uint16_label_png_gives_the_same_training_crop_as_its_uint8_version(demo_root, converter, tmp_path):
+    # uint16 releases are mapped before the warp, uint8 ones after it: both must map exactly once.
+    dataset = make_dataset(demo_root, "demo-city", converter)
+    entry = dataset.entries[0]
+    label16 = tmp_path / "label16.png"
+    cv2.imwrite(str(label16), cv2.imread(str(entry.label), cv2.IMREAD_UNCHANGED).astype(np.uint16))
+    wide_disk = make_dataset(demo_root, "demo-city", converter)
+    wide_disk.entries = [ListEntry(entry.image, label16, entry.line)]
+    key = SampleKey("demo-city", 0, iteration=2, slot=0)
+    expected, got = dataset[key]["label"], wide_disk[key]["label"]
+    assert torch.equal(got, expected) and len(expected.unique()) > 2
+
+
+def test_a_taxonomy_with_its_own_class_order_maps_disk_releases_by_name(demo_root, converter, tmp_path):
+    # A custom TSV may list demo-city's classes in another order (its companion YAML names the list):
+    # the disk release's remap table must then target those ids, so the universal labels are the same.
+    shipped = REPO / "taxonomy"
+    names = (shipped / "dataset_lists" / "demo-city" / "demo-city_names.txt").read_text().split()
+    (tmp_path / "reversed.txt").write_text("\n".join(reversed(names)) + "\n")
+    (tmp_path / "mine.tsv").write_bytes((shipped / "demo.tsv").read_bytes())
+    (tmp_path / "mine.yaml").write_text("names: {demo-city: reversed.txt}\n")
+    mine = TaxonomyConverter.from_tsv(tmp_path / "mine.tsv")
+    assert mine.dataset_class_names("demo-city") == names[::-1]
+    val = ValTransform()
+    expected = make_dataset(demo_root, "demo-city", converter, split="val", transform=val)[0]["label"]
+    got = make_dataset(demo_root, "demo-city", mine, split="val", transform=val)[0]["label"]
+    assert torch.equal(got, expected) and len(expected.unique()) > 3
 
 
 def test_same_key_same_crop_and_another_draw_differs(demo_root, converter):

@@ -19,6 +19,7 @@ import torch
 from unifiedseg.cli import test as test_cli
 from unifiedseg.config import load_config
 from unifiedseg.data.dataset import SegmentationDataset
+from unifiedseg.data.listfile import ListEntry
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine.launch import run_training
@@ -114,6 +115,22 @@ def test_training_crops_pad_with_65535_and_stay_int32_for_the_device(wide_root):
     assert label.dtype == torch.int32 and label.shape == (48, 48)
     assert set(label.unique().tolist()) == {255, 355, 398, 399, IGNORE}
     assert (label[-1] == IGNORE).all() and (label[:, -1] == IGNORE).all()  # 20x25 of image in a 48x48 crop
+
+
+def test_a_uint16_label_png_maps_once_into_the_wide_space(wide_root, tmp_path):
+    # uint16 disk labels are mapped before the warp (uint8 ones after it); the crop must not be mapped again.
+    transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=(48, 48))
+    uint8_disk = dataset(wide_root, "wide-b", "naive", transform)
+    uint16_disk = dataset(wide_root, "wide-b", "naive", transform)
+    entry = uint8_disk.entries[0]
+    label16 = tmp_path / "label16.png"
+    cv2.imwrite(str(label16), band_map([55, 155, 198, 199], np.uint16))  # no 255: uint16 releases have no unlabeled id
+    cv2.imwrite(str(tmp_path / "label8.png"), band_map([55, 155, 198, 199]))
+    uint8_disk.entries = [ListEntry(entry.image, tmp_path / "label8.png", 1)]
+    uint16_disk.entries = [ListEntry(entry.image, label16, 1)]
+    expected = uint8_disk[0]["label"]
+    assert set(expected.unique().tolist()) == {255, 355, 398, 399, IGNORE}
+    assert torch.equal(uint16_disk[0]["label"], expected)
 
 
 def test_split_partial_labels_with_the_wide_ignore_label():

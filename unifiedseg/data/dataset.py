@@ -108,7 +108,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
             image = read_image(entry.image, reduce=reduction)
             _check_size(entry, image, label, reduction)
             image, label = self.transform.apply(image, label, params, decoded_scale=1.0 / reduction)
-            image_t, label_t = self.transform.to_tensors(image, self.label_mapper(label))
+            image_t, label_t = self.transform.to_tensors(image, self.label_mapper(label) if map_after_warp else label)
         else:
             image = read_image(entry.image)
             _check_size(entry, image, label, 1)
