@@ -18,7 +18,7 @@ from unifiedseg.constants import IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.paths import taxonomy_dir
-from unifiedseg.taxonomy.remap import release_lut
+from unifiedseg.taxonomy.remap import load_release_lut
 from unifiedseg.taxonomy.table import load_names
 
 
@@ -69,16 +69,19 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
     test datasets in their own label space). `partial=True` encodes one-to-many classes for the
     partial-label loss (TaxonomyConverter.label_lut)."""
     names_dir = taxonomy_dir() / "dataset_lists"
-    if converter is not None and info.name in converter.train_datasets:  # the list its mapping was built on
-        own_names = converter.dataset_class_names(info.name)
+    if converter is not None and info.name in converter.train_datasets:
+        # the list the converter's mapping was built on (a custom TSV may bring its own)
+        own_names, names_source = converter.dataset_class_names(info.name), f"the class list of {converter.source}"
     else:
-        own_names = load_names(names_dir / info.name / f"{info.name}_names.txt")
+        names_file = names_dir / info.name / f"{info.name}_names.txt"
+        own_names, names_source = load_names(names_file), str(names_file)
     if len(own_names) != info.num_classes:
-        raise RegistryError(f"{info.source}: dataset {info.name!r} declares num_classes {info.num_classes}, but its "
-                            f"class-name list has {len(own_names)}")
+        raise RegistryError(f"{info.source}: dataset {info.name!r} declares num_classes {info.num_classes}, but "
+                            f"{names_source} has {len(own_names)} names")
     if info.disk_taxonomy:
         disk_names = load_names(names_dir / info.disk_taxonomy / f"{info.disk_taxonomy}_names.txt")
-        disk_lut = release_lut(info.disk_taxonomy, info.name)
+        # the remap table names classes; their ids are those of the list the labels are mapped with
+        disk_lut = load_release_lut(info.disk_taxonomy, info.name, disk_names, own_names)
     else:
         disk_names = own_names
         disk_lut = np.full(max(256, len(own_names)), IGNORE_INDEX, dtype=np.uint8)
