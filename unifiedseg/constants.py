@@ -5,8 +5,9 @@ unlabeled pixels, classes mapped nowhere, classes whose universal class is ambig
 of crops. The ignore label is the largest value of the map's dtype. Label spaces of at most 255
 values (MSeg's 194 universal classes, every single dataset) use uint8 maps and ignore 255, as MSeg
 and MMSegmentation do; larger ones (MSeg's naive merge of its seven datasets has 350 classes) use
-uint16 maps and ignore 65535. "Values" counts the classes and, when training with the partial-label
-loss, the one-to-many class sets encoded after them (TaxonomyConverter.label_lut).
+uint16 maps and ignore 65535. "Values" counts the classes and the one-to-many class sets of the
+taxonomy, which partial labels encode after the classes (TaxonomyConverter.label_lut): a space's maps
+have one dtype whether or not a run trains with the partial-label loss.
 """
 
 import numpy as np

@@ -6,7 +6,9 @@ maps are (H, W) integer arrays of class ids and an ignore label for "no class", 
 maps and left untouched in overlays. A palette has one colour per class of its label space, so its
 length decides the ignore label (unifiedseg.constants): IGNORE_INDEX (255) for spaces of at most 255
 classes, WIDE_IGNORE_INDEX (65535) above that (e.g. MSeg's 350-class naive merge), where 255 is an
-ordinary class.
+ordinary class. Predictions, which the tools draw, never hold the ignore label; a ground-truth map of a
+space that only its one-to-many class sets push past 255 values (uint16, ignore 65535, fewer than 256
+classes) needs its 65535 pixels set to 255 before drawing with its palette.
 
 Palettes: `palette_for("cityscapes-19")` reads taxonomy/dataset_lists/NAME/NAME_colors.txt (one
 "R G B" line per class id) where MSeg ships one; for other datasets and for a list of class names (the

@@ -1,8 +1,9 @@
 """Segmentation losses: cross-entropy, Dice, Lovász-Softmax, focal, the partial-label loss for
 one-to-many taxonomy classes, OHEM pixel sampling, and building them from MMSeg-style configs.
 
-Every loss takes logits (N, C, H, W) at the label resolution and int64 labels (N, H, W) with
-IGNORE_INDEX for pixels that do not count; losses never resize.
+Every loss takes logits (N, C, H, W) at the label resolution and int64 labels (N, H, W) with the label
+space's ignore label (255, or 65535 above 255 label values; `build_losses(ignore_index=...)`) for
+pixels that do not count; losses never resize.
 """
 
 from unifiedseg.losses.build import LOSS_TYPES, LossConfigError, LossSet, build_losses, build_sampler, read_class_weight

@@ -3,7 +3,7 @@ for multi-domain semantic segmentation" / "Multi-domain semantic segmentation wi
 2022).
 
 A dataset class that maps to several universal classes (written `~name` in the taxonomy TSV) gets
-no hard label (`TaxonomyConverter.label_lut` gives it IGNORE_INDEX). For its pixels the model is
+no hard label (`TaxonomyConverter.label_lut` gives it the ignore label). For its pixels the model is
 instead asked to put its probability mass anywhere in the set S of universal classes the class may
 be:
 
@@ -12,14 +12,13 @@ be:
 averaged over the partial pixels (0, connected to the graph, when there are none). With |S| = 1
 this is cross-entropy; with S = all classes it is 0.
 
-Inputs, and how the data pipeline is to build them (integration is left to the pipeline):
-- `target_sets` BoolTensor (P, U): one row per possible-set. For a batch, take each dataset d in it,
-  ids_d = converter.one_to_many_ids(d) and rows_d = converter.target_sets(d)[ids_d], and stack the
-  rows_d of the batch's datasets (dataset d's rows start at offset_d). P may be 0.
-- `partial_labels` int64 (N, H, W): for a sample of dataset d, a pixel whose raw dataset label is
-  ids_d[j] holds offset_d + j; every other pixel holds IGNORE_INDEX. It is made from the raw label
-  map before `to_universal`, and goes through the same geometric transforms as the label map
-  (nearest-neighbour, padded with IGNORE_INDEX), so a uint8 map holds up to 255 sets per batch.
+Inputs, as the training pipeline builds them:
+- `target_sets` BoolTensor (P, U): row p is the p-th distinct class set of the taxonomy
+  (`TaxonomyConverter.partial_target_sets()`, over all training datasets). P may be 0.
+- `partial_labels` int64 (N, H, W): the set index p on pixels of a one-to-many class, the ignore label
+  elsewhere. The label maps carry it as num_classes + p (`label_lut(dataset, partial=True)`), through
+  the same warp as the hard labels; the trainer splits it off with `split_partial_labels`. The label
+  map's dtype fits classes and sets together (uint16 when they number more than 255).
 """
 
 from __future__ import annotations
