@@ -1,5 +1,5 @@
 """Label spaces of more than 255 classes, end to end: uint16 label maps with ignore label 65535 from the
-label tables through augmentation, the losses (hard and partial), validation and tools/test.py.
+label tables through augmentation, the losses (hard and partial), validation, tools/test.py and tools/demo.py.
 
 Two generated datasets of 200 classes each (`wide-a`, `wide-b`). In their naive merge (400 classes)
 b_j is class 200 + j, so b055 is class 255, the ignore label of a uint8 map. In the unified TSV (300
@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 
+from unifiedseg.cli import demo as demo_cli
 from unifiedseg.cli import test as test_cli
 from unifiedseg.config import load_config
 from unifiedseg.data.dataset import SegmentationDataset
@@ -177,6 +178,13 @@ def test_naive_merge_of_400_classes_trains_validates_and_evaluates(wide_root, tm
     result = json.loads((out / "results.json").read_text())["datasets"]["wide-b"]
     assert result["space"] == "naive" and result["images"] == 2 and len(result["class_iou"]) == 400
     assert cv2.imread(str(out / "confusion_wide-b.png")) is not None
+    # tools/demo.py draws a 400-class prediction: an RGB label PNG (no 256-entry PNG palette holds it)
+    code = demo_cli.main(["--config", str(work_dir / "config.yaml"), "--checkpoint",
+                          str(work_dir / "checkpoints" / "final.pth"), "--input", str(wide_root / "wide-b" / "val0.png"),
+                          "--output", str(tmp_path / "demo"), "--device", "cpu"])
+    assert code == 0
+    drawn = cv2.imread(str(tmp_path / "demo" / "val0_labels.png"), cv2.IMREAD_UNCHANGED)
+    assert drawn.shape == (HEIGHT, WIDTH, 3) and (tmp_path / "demo" / "val0_overlay.jpg").exists()
 
 
 def test_unified_space_of_300_classes_trains_with_the_partial_label_loss(wide_root, tmp_path):
