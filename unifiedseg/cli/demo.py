@@ -3,8 +3,9 @@ folder of images (or one image) into colour label maps and overlays with a legen
 overlay video.
 
 For an image NAME.jpg: OUTPUT/NAME_labels.png (an indexed PNG: its pixel values are the class ids, its
-palette colours them; above 255 classes a PNG palette cannot hold them, so an RGB colour PNG) and OUTPUT/NAME_overlay.jpg (the image blended with the colours, with a legend
-of the classes present below it). For a video NAME.mp4: OUTPUT/NAME_overlay.mp4, every frame so, with
+palette colours them; above 255 classes a PNG palette cannot hold them, so an RGB colour PNG) and
+OUTPUT/NAME_overlay.jpg (the image blended with the colours, with a legend of the classes present
+below it). For a video NAME.mp4: OUTPUT/NAME_overlay.mp4, every frame so, with
 a legend strip of fixed height (frames of a video are all one size).
 
 `--taxonomy universal` (the default) predicts in the model's own label space (the universal classes

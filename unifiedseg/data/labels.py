@@ -18,6 +18,7 @@ from unifiedseg.constants import IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.paths import taxonomy_dir
+from unifiedseg.taxonomy.converter import unknown_label_ids
 from unifiedseg.taxonomy.remap import load_release_lut
 from unifiedseg.taxonomy.table import load_names
 
@@ -29,31 +30,25 @@ class LabelMapper:
     dataset: str
     lut: np.ndarray  # disk id -> training id (uint8 or uint16), length 256, or 65536 for uint16 releases
     num_disk_classes: int
-    ignore_index: int = IGNORE_INDEX  # the training label space's: lut.dtype's largest value
 
-    def __post_init__(self) -> None:
-        if ignore_index_of(self.lut.dtype) != self.ignore_index:
-            raise ValueError(f"{self.dataset}: a {self.lut.dtype} label table has ignore label "
-                             f"{ignore_index_of(self.lut.dtype)}, not {self.ignore_index}")
+    @property
+    def ignore_index(self) -> int:
+        """The training label space's ignore label: that of the table's dtype (255 or 65535)."""
+        return ignore_index_of(self.lut.dtype)
 
     def check(self, label: np.ndarray, path="") -> None:
         """Raise BadSampleError naming ids that the disk release does not have (255 is unlabeled in uint8 maps)."""
         n = self.num_disk_classes
         if label.dtype == np.uint8:
-            if n >= IGNORE_INDEX:
-                return
-            # ids n..254 are invalid: one SIMD range test and count (several times cheaper than a lookup)
-            if cv2.countNonZero(cv2.inRange(label.reshape(label.shape[0], -1), n, IGNORE_INDEX - 1)) == 0:
-                return
-            counts = np.bincount(label.reshape(-1), minlength=256)
-            bad = [i for i in range(n, IGNORE_INDEX) if counts[i]]
+            bad = unknown_label_ids(label.reshape(label.shape[0], -1), n)
+        elif label.size == 0 or int(label.max()) < n:
+            bad = {}
         else:
-            if label.size == 0 or int(label.max()) < n:
-                return
             values, counts = np.unique(label[label >= n], return_counts=True)
-            bad = values.tolist()
-            counts = dict(zip(bad, counts.tolist()))
-        listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])
+            bad = dict(zip(values.tolist(), counts.tolist()))
+        if not bad:
+            return
+        listed = ", ".join(f"{i} ({count} px)" for i, count in list(bad.items())[:10])
         raise BadSampleError(path, f"label ids {listed} are outside {self.dataset}'s {n} classes "
                                    f"(valid: 0-{n - 1}{', and 255 for unlabeled' if label.dtype == np.uint8 else ''})")
 
@@ -91,10 +86,9 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
     else:
         space_lut = converter.label_lut(info.name, partial=partial)  # its ignore entry: the space's ignore label
         lut = space_lut[disk_lut]
-    ignore_index = ignore_index_of(lut.dtype)
     if len(lut) > 256:  # uint16 release: a full table so any stored id indexes safely
-        full = np.full(65536, ignore_index, dtype=lut.dtype)
+        full = np.full(65536, ignore_index_of(lut.dtype), dtype=lut.dtype)
         full[: len(lut)] = lut
         lut = full
     lut.flags.writeable = False
-    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names), ignore_index=ignore_index)
+    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names))

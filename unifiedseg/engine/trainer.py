@@ -67,9 +67,10 @@ class Trainer:
 
     def __init__(self, *, model: nn.Module, loss_set, optimizer, scheduler, batches, start_iter: int,
                  max_iters: int, device: torch.device, amp: str, scaler, num_classes: int,
-                 ignore_index: int = IGNORE_INDEX, partial_target_sets: torch.Tensor | None = None, accumulate_grad: int = 1, clip_grad=None,
-                 max_nonfinite_steps: int = 5, channels_last: bool = False, norm_eval: bool = False, swa=None,
-                 hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0), dataset_loss_interval: int = 1):
+                 ignore_index: int = IGNORE_INDEX, partial_target_sets: torch.Tensor | None = None,
+                 accumulate_grad: int = 1, clip_grad=None, max_nonfinite_steps: int = 5, channels_last: bool = False,
+                 norm_eval: bool = False, swa=None, hooks: list[Hook] = (), mean=(0.0, 0.0, 0.0),
+                 std=(1.0, 1.0, 1.0), dataset_loss_interval: int = 1):
         self.model = model
         self.loss_set = loss_set
         self.optimizer = optimizer

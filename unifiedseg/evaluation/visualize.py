@@ -428,7 +428,11 @@ class ConfusionLayout:
     pad: int
     font_scale: float
     title_height: int
-    show_names: bool = True  # class names on the axes; off when cells are too small to label
+
+    @property
+    def show_names(self) -> bool:
+        """Class names on the axes; off when cells are too small to label."""
+        return self.cell >= MIN_NAMED_CELL
 
     @property
     def width(self) -> int:
@@ -456,16 +460,15 @@ def confusion_layout(class_names: Sequence[str]) -> ConfusionLayout:
     cell = max(MIN_NAMED_CELL, min(40, 1200 // max(n, 1)))
     if n * cell > MAX_CONFUSION_GRID:
         cell = max(1, MAX_CONFUSION_GRID // n)
-    show_names = cell >= MIN_NAMED_CELL
     # Hershey simplex letters are ~22 px tall at scale 1; keep names within a cell's height
     font_scale = min(0.5, 0.8 * cell / 22)
     pad = 8
     longest = max((cv2.getTextSize(name, FONT, font_scale, 1)[0][0] for name in class_names), default=0) \
-        if show_names else 0
+        if cell >= MIN_NAMED_CELL else 0
     (_, title_h), _ = cv2.getTextSize(CONFUSION_TITLE, FONT, 0.5, 1)
     title_height = title_h + 2 * pad
     return ConfusionLayout(num_classes=n, cell=cell, left=pad + longest + pad, top=title_height + longest + pad,
-                           pad=pad, font_scale=font_scale, title_height=title_height, show_names=show_names)
+                           pad=pad, font_scale=font_scale, title_height=title_height)
 
 
 def row_normalised(matrix) -> np.ndarray:

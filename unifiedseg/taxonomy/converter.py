@@ -72,9 +72,7 @@ class TaxonomyConverter:
             raise TaxonomyError(f"{source or self.kind}: {self.num_classes} classes and {num_values - self.num_classes} "
                                 f"one-to-many class sets; label maps hold at most {MAX_WIDE_CLASSES} "
                                 f"({WIDE_IGNORE_INDEX} is the ignore label of uint16 maps)")
-        # One dtype and ignore label for all of this space's label maps, hard or partial.
-        self.label_dtype = label_dtype(num_values)
-        self.ignore_index = ignore_index_of(self.label_dtype)
+        self.label_dtype = label_dtype(num_values)  # of all this space's label maps, hard or partial
         self._luts: dict[tuple[str, bool], np.ndarray] = {}
         self._torch_luts: dict[tuple[str, torch.device], torch.Tensor] = {}
 
@@ -108,6 +106,11 @@ class TaxonomyConverter:
         return cls(class_names=table.class_names, train=train, test=test, source=str(table.path))
 
     # ---- what it holds -------------------------------------------------------------------------
+    @property
+    def ignore_index(self) -> int:
+        """The ignore label of this space's label maps: 255 for uint8, 65535 for uint16."""
+        return ignore_index_of(self.label_dtype)
+
     @property
     def train_datasets(self) -> list[str]:
         return list(self._train)
@@ -183,8 +186,7 @@ class TaxonomyConverter:
             raise TypeError(f"label map for {dataset!r} must have an integer dtype, got {label.dtype}")
         out_dtype = label.dtype if torch.iinfo(label.dtype).max >= self.ignore_index else torch.int32
         if label.dtype == torch.uint8 and label.device.type == "cpu":
-            mapped = _lookup_uint8(label.numpy(), lut)
-            return torch.from_numpy(mapped if mapped.dtype == np.uint8 else mapped.astype(np.int32))
+            return torch.from_numpy(_lookup_uint8(label.numpy(), lut)).to(out_dtype)
         if label.dtype != torch.uint8:
             _check_range(label, dataset)
         key = (dataset, label.device)
@@ -199,16 +201,9 @@ class TaxonomyConverter:
         _check_integer(values.dtype, dataset)
         if values.dtype != np.uint8:
             _check_range(values, dataset, source)
-        flat = values.reshape(-1).astype(np.uint8, copy=False)
-        if flat.size:
-            # Fast path: an OpenCV range test marks out-of-taxonomy ids (n..254), counted with SIMD;
-            # only a failing map pays for the full histogram that names the ids.
-            if n >= IGNORE_INDEX or cv2.countNonZero(cv2.inRange(flat.reshape(1, -1), n, IGNORE_INDEX - 1)) == 0:
-                return
-        counts = np.bincount(flat, minlength=256)
-        bad = [i for i in np.flatnonzero(counts[n:IGNORE_INDEX]) + n]
+        bad = unknown_label_ids(values.reshape(1, -1).astype(np.uint8, copy=False), n)
         if bad:
-            listed = ", ".join(f"{i} ({counts[i]} px)" for i in bad[:10])
+            listed = ", ".join(f"{i} ({count} px)" for i, count in list(bad.items())[:10])
             raise ValueError(f"{source + ': ' if source else ''}label ids {listed} are outside {dataset}'s {n} classes "
                              f"(valid: 0-{n - 1}, and {IGNORE_INDEX} for unlabeled)")
 
@@ -400,6 +395,18 @@ def _check_range(label, dataset: str, source: str = "") -> None:
         if low < 0 or high > 255:
             bad = low if low < 0 else high
             raise ValueError(f"{source + ': ' if source else ''}label id {bad} for {dataset!r} is outside 0-255")
+
+
+def unknown_label_ids(label: np.ndarray, num_classes: int) -> dict[int, int]:
+    """{id: pixels} of the ids in a 2-D uint8 label map that are neither below num_classes nor 255
+    (unlabeled); empty for a valid map. An OpenCV range test counts ids num_classes..254 with SIMD
+    (several times cheaper than a lookup); only a failing map pays for the histogram that names them."""
+    if num_classes >= IGNORE_INDEX or label.size == 0:
+        return {}
+    if cv2.countNonZero(cv2.inRange(label, num_classes, IGNORE_INDEX - 1)) == 0:
+        return {}
+    counts = np.bincount(label.reshape(-1), minlength=256)
+    return {int(i): int(counts[i]) for i in np.flatnonzero(counts[num_classes:IGNORE_INDEX]) + num_classes}
 
 
 def _lookup_uint8(label: np.ndarray, lut: np.ndarray) -> np.ndarray:
