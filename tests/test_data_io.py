@@ -12,6 +12,7 @@ from unifiedseg.data.decode import BadSampleError, read_image, read_label
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.listfile import ListFileError, read_list
 from unifiedseg.data.registry import DatasetInfo, DatasetRegistry, RegistryError, resolve_data_root
+from unifiedseg.data.splits import resolve_split
 from unifiedseg.data.stats import ClassStats, class_weights, unified_stats
 from unifiedseg.data.verify import verify_samples
 from unifiedseg.taxonomy import TaxonomyConverter
@@ -26,8 +27,10 @@ def write_registry(path, text):
 def test_shipped_registry_describes_every_mseg_dataset():
     registry = DatasetRegistry.load()
     info = registry.get("cityscapes-19")
-    assert (info.root, info.num_classes, info.disk_taxonomy) == ("Cityscapes", 19, "cityscapes-34")
-    for name in ["ade20k-150-relabeled", "mapillary-public65", "kitti-19", "pascal-context-60"]:
+    # MSeg's cityscapes-19 list reads gtFine_19cls/, already in train ids: nothing to remap
+    assert (info.root, info.num_classes, info.disk_taxonomy, info.mseg_lists) == ("Cityscapes", 19, None, "cityscapes-19")
+    assert registry.get("ade20k-150").root == "ADE20K/ADEChallengeData2016"
+    for name in ["ade20k-150-relabeled", "mapillary-public65", "kitti-19", "pascal-context-60", "cityscapes-34"]:
         assert name in registry
 
 
@@ -45,16 +48,22 @@ def test_registry_refuses_duplicates_unknown_keys_and_missing_keys(tmp_path):
     typo = write_registry(tmp_path / "c.yaml", entry.replace("num_classes", "num_class"))
     with pytest.raises(RegistryError, match=r"c.yaml: dataset 'mine': unknown key 'num_class'; did you mean 'num_classes'\?"):
         DatasetRegistry.load(extra_files=[typo], include_shipped=False)
-    missing = write_registry(tmp_path / "d.yaml", "mine:\n  root: Mine\n  num_classes: 3\n")
-    with pytest.raises(RegistryError, match=r"d.yaml: dataset 'mine': missing key\(s\) lists"):
+    missing = write_registry(tmp_path / "d.yaml", "mine:\n  root: Mine\n")
+    with pytest.raises(RegistryError, match=r"d.yaml: dataset 'mine': missing key\(s\) num_classes"):
         DatasetRegistry.load(extra_files=[missing], include_shipped=False)
+    no_lists = write_registry(tmp_path / "e.yaml", "mine:\n  root: Mine\n  num_classes: 3\n")
+    with pytest.raises(RegistryError, match=r"e.yaml: dataset 'mine': give 'lists' .* or 'mseg_lists'"):
+        DatasetRegistry.load(extra_files=[no_lists], include_shipped=False)
+    bad_format = write_registry(tmp_path / "f.yaml", entry + "  label_format: colour\n")
+    with pytest.raises(RegistryError, match=r"unknown label_format 'colour'; did you mean 'color'\?; valid: id, palette, color"):
+        DatasetRegistry.load(extra_files=[bad_format], include_shipped=False)
 
 
 def test_list_path_and_data_root(tmp_path, monkeypatch):
     info = DatasetInfo(name="mine", root="Mine", lists={"train": "list/train.txt"}, num_classes=3, source="x.yaml")
-    assert info.list_path("train", tmp_path) == tmp_path / "Mine" / "list" / "train.txt"
-    with pytest.raises(RegistryError, match="has no 'val' list; its lists: train"):
-        info.list_path("val", tmp_path)
+    assert resolve_split(info, "train", tmp_path).path == tmp_path / "Mine" / "list" / "train.txt"
+    with pytest.raises(RegistryError, match="has no 'val' list; its splits: train"):
+        resolve_split(info, "val", tmp_path)
     monkeypatch.delenv("UNIFIEDSEG_DATA_ROOT", raising=False)
     with pytest.raises(RegistryError, match="set data.root in the config .* or the environment variable UNIFIEDSEG_DATA_ROOT"):
         resolve_data_root(None)
@@ -123,7 +132,9 @@ def test_missing_corrupt_and_truncated_files_are_named(files):
 
 # ---- label mapping -------------------------------------------------------------------------------
 def test_cityscapes_label_ids_map_through_train_ids_to_universal():
-    info = DatasetRegistry.load().get("cityscapes-19")
+    # a user's entry for labels stored as the publisher's labelIds (gtFine/): remapped 34 -> 19 on load
+    info = DatasetInfo(name="cityscapes-19", root="Cityscapes", num_classes=19, lists={"train": "gtfine.txt"},
+                       disk_taxonomy="cityscapes-34", source="mine.yaml")
     converter = TaxonomyConverter.from_tsv("mseg", train_datasets=["cityscapes-19"], test_datasets=[])
     mapper = build_label_mapper(info, converter)
     # Cityscapes labelIds: 7 road, 8 sidewalk, 26 car, 0 unlabeled, 255
@@ -137,7 +148,8 @@ def test_cityscapes_label_ids_map_through_train_ids_to_universal():
 
 
 def test_uint16_release_maps_through_a_full_table():
-    info = DatasetRegistry.load().get("pascal-context-60")
+    info = DatasetInfo(name="pascal-context-60", root="PASCAL_Context", num_classes=60, lists={"val": "gt460.txt"},
+                       disk_taxonomy="pascal-context-460", source="mine.yaml")
     mapper = build_label_mapper(info)
     assert len(mapper.lut) == 65536
     label = np.array([[0, 459]], np.uint16)

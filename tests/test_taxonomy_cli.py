@@ -5,11 +5,12 @@ shipped mseg.tsv; edits that are refused leave the file byte-identical."""
 import shutil
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from unifiedseg.cli.taxonomy import main
-from unifiedseg.paths import REPO_ROOT, taxonomy_dir
+from unifiedseg.paths import taxonomy_dir
 from unifiedseg.taxonomy.table import TaxonomyTable
 
 
@@ -323,7 +324,7 @@ def test_every_command_has_help(capsys, command):
 
 
 def test_tools_script_is_a_thin_wrapper():
-    done = subprocess.run([sys.executable, str(REPO_ROOT / "tools" / "taxonomy.py"), "show", "mseg", "--dataset", "camvid-11"],
+    done = subprocess.run([sys.executable, str(Path(__file__).resolve().parent.parent / "tools" / "taxonomy.py"), "show", "mseg", "--dataset", "camvid-11"],
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "10  Bicyclist   <- bicyclist, bicycle"

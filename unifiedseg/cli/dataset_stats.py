@@ -1,4 +1,7 @@
-"""`python tools/dataset_stats.py --datasets A B --taxonomy TSV --out stats.json`: class statistics and weights."""
+"""`python tools/dataset_stats.py --datasets A B --taxonomy TSV --out stats.json`: class statistics and weights.
+
+Every registered dataset works, training or test: statistics are counted in the dataset's own taxonomy;
+the unified table and the class weights cover the datasets that are training columns of the taxonomy."""
 
 from __future__ import annotations
 
@@ -8,10 +11,14 @@ import sys
 
 from unifiedseg.cli.common import add_dataset_arguments, load_registry_and_root
 from unifiedseg.data.labels import build_label_mapper
-from unifiedseg.data.listfile import ListFileError, read_list
+from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
+from unifiedseg.data.splits import read_split
 from unifiedseg.data.stats import WEIGHT_METHODS, class_weights, dataset_stats, unified_stats
-from unifiedseg.taxonomy import TaxonomyConverter, TaxonomyError
+from unifiedseg.paths import taxonomy_dir
+from unifiedseg.taxonomy import TaxonomyConverter, TaxonomyError, TaxonomyTable
+from unifiedseg.taxonomy.table import load_names
 from unifiedseg.utils.fileio import atomic_write_text
 
 
@@ -25,8 +32,9 @@ def _print_table(title: str, stats, top: int) -> None:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        description="Pixel frequency and images per class, per dataset and in the unified space, and class "
-                    "weights for a class-balanced loss (inverse and median frequency), written as JSON.",
+        description="Pixel frequency and images per class, per dataset (in its own taxonomy; test datasets too) "
+                    "and in the unified space (the taxonomy's training datasets), and class weights for a "
+                    "class-balanced loss (inverse and median frequency), written as JSON.",
         epilog="example: python tools/dataset_stats.py --datasets demo-city demo-ade --taxonomy demo "
                "--root data/demo --out work_dirs/demo_stats.json")
     add_dataset_arguments(parser, many=True)
@@ -36,28 +44,37 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)
     try:
         registry, root = load_registry_and_root(args)
-        converter = TaxonomyConverter.from_tsv(args.taxonomy, train_datasets=args.datasets, test_datasets=[])
+        infos = [registry.get(name) for name in args.datasets]
+        trained = [name for name in args.datasets if name in TaxonomyTable.load(args.taxonomy).train_datasets]
+        converter = TaxonomyConverter.from_tsv(args.taxonomy, train_datasets=trained, test_datasets=[]) if trained else None
         per_dataset = {}
-        for name in args.datasets:
-            info = registry.get(name)
-            entries = read_list(info.list_path(args.split, root), info.folder(root))
-            per_dataset[name] = dataset_stats(entries, build_label_mapper(info), converter.dataset_class_names(name))
-    except (RegistryError, ListFileError, TaxonomyError, ValueError) as err:
+        for info in infos:
+            entries = read_split(info, args.split, root)
+            names = converter.dataset_class_names(info.name) if info.name in trained else \
+                load_names(taxonomy_dir() / "dataset_lists" / info.name / f"{info.name}_names.txt")
+            per_dataset[info.name] = dataset_stats(entries, build_label_mapper(info), names)
+    except (RegistryError, ListFileError, TaxonomyError, BadSampleError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    unified = unified_stats(per_dataset, converter)
-    result = {
-        "split": args.split,
-        "taxonomy": converter.source,
-        "fingerprint": converter.fingerprint(),
-        "datasets": {name: stats.to_dict() for name, stats in per_dataset.items()},
-        "unified": unified.to_dict(),
-        "class_weight": {m: [round(float(w), 6) for w in class_weights(unified, m)] for m in WEIGHT_METHODS},
-    }
+    result = {"split": args.split, "datasets": {name: stats.to_dict() for name, stats in per_dataset.items()}}
+    unified = None
+    if converter is not None:
+        unified = unified_stats({name: per_dataset[name] for name in trained}, converter)
+        result.update({
+            "taxonomy": converter.source,
+            "fingerprint": converter.fingerprint(),
+            "unified_datasets": trained,
+            "unified": unified.to_dict(),
+            "class_weight": {m: [round(float(w), 6) for w in class_weights(unified, m)] for m in WEIGHT_METHODS},
+        })
     atomic_write_text(args.out, json.dumps(result, indent=1) + "\n")
     for name, stats in per_dataset.items():
         _print_table(name, stats, args.top)
-    _print_table("unified", unified, args.top)
+    if unified is not None:
+        _print_table(f"unified ({', '.join(trained)})", unified, args.top)
+    untrained = [name for name in args.datasets if name not in trained]
+    if untrained:
+        print(f"\nno unified table for {', '.join(untrained)}: not training columns of {args.taxonomy}")
     print(f"\nwrote {args.out}")
     return 0
 

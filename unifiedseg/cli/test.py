@@ -64,8 +64,8 @@ def main(argv=None) -> int:
 def run(cfg, args) -> list:
     """Evaluate every dataset of `args`; returns the DatasetResults (and writes the files)."""
     from unifiedseg.data.labels import build_label_mapper
-    from unifiedseg.data.listfile import read_list
     from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
+    from unifiedseg.data.splits import read_split
     from unifiedseg.evaluation.evaluate import evaluate_dataset, write_results
     from unifiedseg.inference import Predictor
     from unifiedseg.engine.launch import training_converter
@@ -91,7 +91,7 @@ def run(cfg, args) -> list:
         predictor = Predictor(cfg, args.checkpoint, device=args.device, mode=args.mode, short_side=args.short_side,
                               crop_size=args.crop_size, stride=args.stride, scales=tuple(args.scales), flip=args.flip,
                               output_dataset=output)
-        entries = read_list(info.list_path(args.split, root), info.folder(root))
+        entries = read_split(info, args.split, root)
         result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter),
                                   lambda image: predictor.predict(image).labels, predictor.class_names, space=space,
                                   skip_bad=args.skip_bad, max_images=args.max_images)

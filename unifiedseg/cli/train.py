@@ -32,12 +32,13 @@ def main(argv=None) -> int:
     from unifiedseg.engine.launch import run_training  # heavy imports after the config is known good
     from unifiedseg.engine.distributed import shutdown
 
+    from unifiedseg.data.status import DataNotReadyError
     from unifiedseg.engine.trainer import TrainingError
     from unifiedseg.models import PretrainedLoadError
 
     try:
         run_training(cfg)
-    except (ValueError, TrainingError, PretrainedLoadError) as err:  # the project's errors for user mistakes; bugs keep their traceback
+    except (ValueError, TrainingError, PretrainedLoadError, DataNotReadyError) as err:  # the project's errors for user mistakes; bugs keep their traceback
         print(f"error: {err}", file=sys.stderr)
         return 1
     finally:

@@ -7,8 +7,9 @@ import sys
 
 from unifiedseg.cli.common import add_dataset_arguments, load_registry_and_root
 from unifiedseg.data.labels import build_label_mapper
-from unifiedseg.data.listfile import ListFileError, read_list
+from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
+from unifiedseg.data.splits import read_split, resolve_split
 from unifiedseg.data.verify import verify_samples
 from unifiedseg.taxonomy.table import TaxonomyError
 
@@ -25,8 +26,8 @@ def main(argv=None) -> int:
     try:
         registry, root = load_registry_and_root(args)
         info = registry.get(args.dataset)
-        list_path = info.list_path(args.split, root)
-        entries = read_list(list_path, info.folder(root))
+        list_path = resolve_split(info, args.split, root).path
+        entries = read_split(info, args.split, root, require_labels=False)  # test lists may give images alone
         mapper = build_label_mapper(info)
     except (RegistryError, ListFileError, TaxonomyError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -22,6 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 from unifiedseg.config.schema import Config
+from unifiedseg.paths import find_config
 from unifiedseg.utils.names import suggest
 from unifiedseg.utils.fileio import atomic_write_text, read_yaml_mapping
 
@@ -36,8 +37,11 @@ class ConfigError(ValueError):
 
 
 def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The config at `path` with its bases and `overrides` (`a.b=value`, value parsed as YAML), checked."""
-    raw = _load_with_bases(Path(path), chain=())
+    """The config at `path` with its bases and `overrides` (`a.b=value`, value parsed as YAML), checked.
+
+    A relative `path` that does not exist from the working directory is looked up among the shipped
+    configs (`config/train/demo/unified.yaml` works from anywhere; unifiedseg.paths.find_config)."""
+    raw = _load_with_bases(find_config(path), chain=())
     for override in overrides:
         _apply_override(raw, override)
     problems = _unknown_keys(raw, Config, prefix="")

@@ -17,10 +17,11 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
-from unifiedseg.data.decode import BadSampleError, read_image, read_label
+from unifiedseg.data.decode import BadSampleError, read_image
 from unifiedseg.data.labels import LabelMapper, build_label_mapper
-from unifiedseg.data.listfile import ListEntry, read_list
+from unifiedseg.data.listfile import ListEntry
 from unifiedseg.data.registry import DatasetInfo
+from unifiedseg.data.splits import read_split
 from unifiedseg.data.transforms import TrainTransform, ValTransform, decode_reduction
 
 logger = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
                       **kwargs) -> "SegmentationDataset":
         """`converter=None` keeps the dataset's own label ids (oracle runs, evaluation in its own space);
         `partial=True` keeps one-to-many classes for the partial-label loss."""
-        entries = read_list(info.list_path(split, data_root), info.folder(data_root))
+        entries = read_split(info, split, data_root)
         return cls(name=info.name, entries=entries, label_mapper=build_label_mapper(info, converter, partial), **kwargs)
 
     def __len__(self) -> int:
@@ -93,8 +94,7 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def load(self, index: int, key: SampleKey) -> dict:
         entry = self.entries[index]
-        label = read_label(entry.label)
-        self.label_mapper.check(label, entry.label)
+        label = self.label_mapper.read(entry.label)
         # uint8 ids are mapped after the warp, on the crop (a quarter of a 1080p frame): the warp only
         # moves ids and pads with 255, which every mapping sends to the space's ignore label (255 or
         # 65535). uint16 releases are mapped first.

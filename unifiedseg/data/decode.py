@@ -7,6 +7,7 @@ is several times cheaper than a full decode followed by a downscale); labels dec
 
 from __future__ import annotations
 
+import io
 import os
 from pathlib import Path
 
@@ -84,3 +85,48 @@ def read_label(path: str | os.PathLike) -> np.ndarray:
     if label.dtype not in (np.uint8, np.uint16):
         raise BadSampleError(path, f"label map must be uint8 or uint16, got {label.dtype}")
     return label
+
+
+def read_palette_label(path: str | os.PathLike) -> np.ndarray:
+    """The palette indices of an 8-bit palette PNG (e.g. Mapillary Vistas' `labels/`): they are the ids.
+
+    OpenCV expands palettes into colours, so Pillow reads these; a greyscale (`L`) PNG is taken as ids."""
+    from PIL import Image
+
+    data = read_bytes(path)
+    _check_complete(path, data)
+    try:
+        with Image.open(io.BytesIO(data.tobytes())) as image:
+            image.load()
+            if image.mode not in ("P", "L"):
+                raise BadSampleError(path, f"expected a palette (P) or greyscale (L) PNG of label ids, got mode {image.mode}")
+            return np.asarray(image, dtype=np.uint8).copy()
+    except (OSError, SyntaxError, ValueError) as err:
+        if isinstance(err, BadSampleError):
+            raise
+        raise BadSampleError(path, f"corrupt or unsupported label image: {err}") from None
+
+
+def read_color_label(path: str | os.PathLike, colors: np.ndarray) -> np.ndarray:
+    """Ids of a colour-coded label PNG (e.g. CamVid's): pixel colour = `colors[id]` (N x 3 RGB, uint8).
+
+    A colour that is not in the palette is an error naming it and how many pixels have it."""
+    data = read_bytes(path)
+    _check_complete(path, data)
+    image = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if image is None:
+        raise BadSampleError(path, "corrupt or unsupported label image (decoder failed)")
+    rgb = image[..., ::-1].astype(np.int32)
+    codes = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+    palette = (colors[:, 0].astype(np.int32) << 16) | (colors[:, 1].astype(np.int32) << 8) | colors[:, 2]
+    uniques, inverse = np.unique(codes.reshape(-1), return_inverse=True)
+    palette_sorted = np.sort(palette)
+    position = np.minimum(np.searchsorted(palette_sorted, uniques), len(palette) - 1)
+    known = palette_sorted[position] == uniques
+    if not known.all():
+        counts = np.bincount(inverse, minlength=len(uniques))
+        unknown = [f"({u >> 16}, {(u >> 8) & 255}, {u & 255}): {counts[i]} px" for i, u in enumerate(uniques.tolist()) if not known[i]]
+        raise BadSampleError(path, f"{len(unknown)} colour(s) not in the dataset's palette: " + ", ".join(unknown[:8]))
+    id_of_code = dict(zip(palette.tolist(), range(len(palette))))
+    ids = np.array([id_of_code[u] for u in uniques.tolist()], dtype=np.uint8 if len(palette) <= 256 else np.uint16)
+    return ids[inverse].reshape(codes.shape)

@@ -15,21 +15,35 @@ import cv2
 import numpy as np
 
 from unifiedseg.constants import IGNORE_INDEX, ignore_index_of
-from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.decode import BadSampleError, read_color_label, read_label, read_palette_label
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.paths import taxonomy_dir
 from unifiedseg.taxonomy.converter import unknown_label_ids
 from unifiedseg.taxonomy.remap import load_release_lut
-from unifiedseg.taxonomy.table import load_names
+from unifiedseg.taxonomy.table import load_names, read_palette
 
 
 @dataclass(frozen=True)
 class LabelMapper:
-    """Checks disk label ids and maps them to training ids with one lookup table."""
+    """Reads a dataset's label files in their stored format, checks the disk ids and maps them to
+    training ids with one lookup table."""
 
     dataset: str
     lut: np.ndarray  # disk id -> training id (uint8 or uint16), length 256, or 65536 for uint16 releases
     num_disk_classes: int
+    label_format: str = "id"  # how label files store ids: id | palette | color (unifiedseg.data.registry)
+    colors: np.ndarray | None = None  # label_format color: (num_disk_classes, 3) RGB of each disk id
+
+    def read(self, path) -> np.ndarray:
+        """The disk ids of one label file (uint8, or uint16 for wide releases), checked."""
+        if self.label_format == "palette":
+            label = read_palette_label(path)
+        elif self.label_format == "color":
+            label = read_color_label(path, self.colors)
+        else:
+            label = read_label(path)
+        self.check(label, path)
+        return label
 
     @property
     def ignore_index(self) -> int:
@@ -91,4 +105,12 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
         full[: len(lut)] = lut
         lut = full
     lut.flags.writeable = False
-    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names))
+    colors = None
+    if info.label_format == "color":
+        disk = info.disk_taxonomy or info.name
+        colors = read_palette(names_dir / disk / f"{disk}_colors.txt")
+        if len(colors) != len(disk_names):
+            raise RegistryError(f"{info.source}: dataset {info.name!r} reads colour labels, but {disk}_colors.txt has "
+                                f"{len(colors)} colours for {len(disk_names)} classes")
+    return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names), label_format=info.label_format,
+                       colors=colors)

@@ -1,7 +1,10 @@
-"""Read MSeg-format list files: one sample per line, `image_rel label_rel`, paths relative to the dataset folder."""
+"""Read MSeg-format list files: one sample per line, `image_rel label_rel`, paths relative to the dataset
+folder. Test splits may list images alone (`image_rel`). Files ending in `.xz` are read decompressed
+(MSeg's shipped lists)."""
 
 from __future__ import annotations
 
+import lzma
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,29 +16,50 @@ class ListFileError(ValueError):
 @dataclass(frozen=True)
 class ListEntry:
     image: Path
-    label: Path
+    label: Path | None  # None in image-only (test) lists
     line: int  # 1-based line in the list file, for messages
 
 
-def read_list(list_path: Path, folder: Path) -> list[ListEntry]:
-    """All entries of a list file; every malformed line is reported at once."""
+def read_list_text(list_path: Path) -> str:
+    """The text of a list file, `.xz` decompressed; a missing or unreadable file is a ListFileError."""
+    list_path = Path(list_path)
     try:
-        text = Path(list_path).read_text(encoding="utf-8")
+        if list_path.suffix == ".xz":
+            with lzma.open(list_path, "rt", encoding="utf-8") as handle:
+                return handle.read()
+        return list_path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ListFileError(f"list file {list_path} does not exist") from None
+    except IsADirectoryError:
+        raise ListFileError(f"list file {list_path} is a folder") from None
+    except (lzma.LZMAError, EOFError) as err:
+        raise ListFileError(f"list file {list_path} is not a valid .xz file: {err}") from None
+    except UnicodeDecodeError as err:
+        raise ListFileError(f"list file {list_path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
     except OSError as err:
         raise ListFileError(f"cannot read list file {list_path}: {err.strerror}") from None
+
+
+def read_list(list_path: Path, folder: Path, require_labels: bool = True) -> list[ListEntry]:
+    """All entries of a list file; every malformed line is reported at once.
+
+    `require_labels=False` also accepts image-only lines (their entries have `label=None`)."""
+    text = read_list_text(list_path)
     entries, problems = [], []
+    allowed = (2,) if require_labels else (1, 2)
     for number, line in enumerate(text.splitlines(), start=1):
         fields = line.split()
         if not fields:
             continue  # blank lines separate nothing and hide nothing
-        if len(fields) != 2:
-            problems.append(f"{list_path}:{number}: expected 'image_path label_path', got {len(fields)} field(s): {line.strip()!r}")
+        if len(fields) not in allowed:
+            expected = "'image_path label_path'" if require_labels else "'image_path [label_path]'"
+            hint = " (an image-only test list: it has no labels to train or evaluate on)" if len(fields) == 1 else ""
+            problems.append(f"{list_path}:{number}: expected {expected}, got {len(fields)} field(s): {line.strip()!r}{hint}")
             continue
-        entries.append(ListEntry(folder / fields[0], folder / fields[1], number))
+        entries.append(ListEntry(folder / fields[0], folder / fields[1] if len(fields) == 2 else None, number))
     if problems:
-        raise ListFileError(f"{len(problems)} malformed line(s):\n  " + "\n  ".join(problems))
+        shown = problems[:20] + ([f"... and {len(problems) - 20} more"] if len(problems) > 20 else [])
+        raise ListFileError(f"{len(problems)} malformed line(s):\n  " + "\n  ".join(shown))
     if not entries:
         raise ListFileError(f"list file {list_path} lists no samples")
     return entries

@@ -1,15 +1,22 @@
-"""The dataset registry: where each dataset lives on disk, its list files and its label release.
+"""The dataset registry: where each dataset lives under the data root, which split lists it has, how
+its labels are stored.
 
 Entries are read from YAML files, by default every `taxonomy/datasets/*.yaml`; a user adds a dataset
 by adding an entry (in a new YAML file, passed as `extra_files` / `data.registry_files`) and a
 class-name list, with no code change:
 
     my-dataset:                       # the dataset's name = its taxonomy TSV column
-      root: MyDataset                 # folder under the data root
+      root: MyDataset                 # folder under the data root; list lines are relative to it
       lists: {train: list/train.txt, val: list/val.txt}   # relative to root; "image_rel label_rel" per line
       num_classes: 12                 # checked against dataset_lists/my-dataset/my-dataset_names.txt
-      disk_taxonomy: my-dataset-raw   # optional: label ids on disk are of this release, mapped by
-                                      # taxonomy/remap/my-dataset-raw_to_my-dataset.tsv
+      disk_taxonomy: my-dataset-raw   # optional: the listed label files hold this release's ids, mapped
+                                      # by taxonomy/remap/my-dataset-raw_to_my-dataset.tsv
+      label_format: id                # optional: id (PNG of ids, default) | palette | color (unifiedseg.data.decode)
+
+MSeg's datasets name MSeg's split lists instead (`mseg_lists: NAME`, shipped with the project, see
+unifiedseg.data.splits); a list of name X lists label files in X's ids, so an entry reading X's lists
+has `disk_taxonomy` X exactly when X is not its own name (a test checks every entry). COCO's train
+lists are too large to ship: `generated_lists` says how to build them from the data's own index.
 
 The registry refuses a name defined twice and lists the valid names on a miss.
 """
@@ -25,12 +32,25 @@ from unifiedseg.utils.fileio import read_yaml_mapping
 from unifiedseg.utils.names import suggest
 
 DATA_ROOT_ENV = "UNIFIEDSEG_DATA_ROOT"
-REQUIRED_KEYS = ("root", "lists", "num_classes")
-OPTIONAL_KEYS = ("disk_taxonomy", "description")
+REQUIRED_KEYS = ("root", "num_classes")
+OPTIONAL_KEYS = ("lists", "mseg_lists", "generated_lists", "disk_taxonomy", "label_format", "images_from",
+                 "labels_from", "description")
+LABEL_FORMATS = ("id", "palette", "color")
+GENERATED_LIST_KEYS = ("from_json", "image", "label")
 
 
 class RegistryError(ValueError):
     """A registry file or lookup is wrong; the message names the file, dataset and key."""
+
+
+@dataclass(frozen=True)
+class GeneratedList:
+    """A split list built from an annotation index on disk (COCO's train lists: every image of the JSON's
+    `images`), `image` and `label` being templates with `{stem}` (the file name without suffix)."""
+
+    from_json: str  # relative to the dataset folder
+    image: str
+    label: str
 
 
 @dataclass(frozen=True)
@@ -39,20 +59,24 @@ class DatasetInfo:
 
     name: str
     root: str
-    lists: dict[str, str]
     num_classes: int
+    lists: dict[str, str] = field(default_factory=dict)  # split -> the user's list file (relative to root)
+    mseg_lists: str | None = None  # the shipped MSeg list set read for splits not in `lists`
+    generated_lists: dict[str, GeneratedList] = field(default_factory=dict)
     disk_taxonomy: str | None = None
+    label_format: str = "id"
+    images_from: str = ""  # what brings the images (archive, publisher), for the status command
+    labels_from: str = ""  # what writes the listed label files (archive or preparation step)
     description: str = ""
     source: str = ""  # the registry file that defined it
 
     def folder(self, data_root: str | os.PathLike) -> Path:
         return Path(data_root) / self.root
 
-    def list_path(self, split: str, data_root: str | os.PathLike) -> Path:
-        if split not in self.lists:
-            raise RegistryError(f"dataset {self.name!r} ({self.source}) has no {split!r} list; its lists: {', '.join(self.lists)}")
-        path = Path(self.lists[split])
-        return path if path.is_absolute() else self.folder(data_root) / path
+    @property
+    def label_ids(self) -> str:
+        """The taxonomy whose ids the listed label files hold."""
+        return self.disk_taxonomy or self.name
 
 
 @dataclass
@@ -105,15 +129,36 @@ def _parse_entry(name: str, entry, path: Path) -> DatasetInfo:
     missing = [k for k in REQUIRED_KEYS if k not in entry]
     if missing:
         raise RegistryError(f"{where}: missing key(s) {', '.join(missing)}")
-    lists = entry["lists"]
-    if not isinstance(lists, dict) or not lists:
+    lists = entry.get("lists") or {}
+    if not isinstance(lists, dict):
         raise RegistryError(f"{where}: 'lists' must map split names to list files, e.g. {{train: list/train.txt}}")
+    if not lists and not entry.get("mseg_lists"):
+        raise RegistryError(f"{where}: give 'lists' (split -> list file) or 'mseg_lists' (a shipped MSeg list set)")
     num_classes = entry["num_classes"]
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise RegistryError(f"{where}: 'num_classes' must be a positive integer, got {num_classes!r}")
-    return DatasetInfo(name=name, root=str(entry["root"]), lists={str(k): str(v) for k, v in lists.items()},
-                       num_classes=num_classes, disk_taxonomy=entry.get("disk_taxonomy"),
+    label_format = str(entry.get("label_format", "id"))
+    if label_format not in LABEL_FORMATS:
+        raise RegistryError(f"{where}: unknown label_format {label_format!r}{suggest(label_format, list(LABEL_FORMATS))}; "
+                            f"valid: {', '.join(LABEL_FORMATS)}")
+    return DatasetInfo(name=name, root=str(entry["root"]), num_classes=num_classes,
+                       lists={str(k): str(v) for k, v in lists.items()},
+                       mseg_lists=str(entry["mseg_lists"]) if entry.get("mseg_lists") else None,
+                       generated_lists=_parse_generated(entry.get("generated_lists") or {}, where),
+                       disk_taxonomy=entry.get("disk_taxonomy"), label_format=label_format,
+                       images_from=str(entry.get("images_from", "")), labels_from=str(entry.get("labels_from", "")),
                        description=str(entry.get("description", "")), source=str(path))
+
+
+def _parse_generated(spec, where: str) -> dict[str, GeneratedList]:
+    if not isinstance(spec, dict):
+        raise RegistryError(f"{where}: 'generated_lists' must map split names to {{{', '.join(GENERATED_LIST_KEYS)}}}")
+    result = {}
+    for split, recipe in spec.items():
+        if not isinstance(recipe, dict) or sorted(recipe) != sorted(GENERATED_LIST_KEYS):
+            raise RegistryError(f"{where}: generated_lists.{split} must have exactly the keys {', '.join(GENERATED_LIST_KEYS)}")
+        result[str(split)] = GeneratedList(**{k: str(v) for k, v in recipe.items()})
+    return result
 
 
 def resolve_data_root(configured: str | os.PathLike | None = None) -> Path:

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from unifiedseg.constants import IGNORE_INDEX
-from unifiedseg.data.decode import read_label
+from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.labels import LabelMapper
 from unifiedseg.data.listfile import ListEntry
 
@@ -46,15 +45,19 @@ def dataset_stats(entries: list[ListEntry], mapper: LabelMapper, class_names: li
                   progress: bool = True) -> ClassStats:
     """Counts over the label maps of `entries`, mapped by `mapper` into `class_names` ids."""
     n = len(class_names)
-    pixels = np.zeros(256, dtype=np.int64)
-    images = np.zeros(256, dtype=np.int64)
+    size = max(n, mapper.ignore_index + 1)  # 256 for uint8 spaces; wide (uint16) spaces ignore 65535
+    pixels = np.zeros(size, dtype=np.int64)
+    images = np.zeros(size, dtype=np.int64)
     for entry in tqdm(entries, desc=f"stats {mapper.dataset}", unit="label", disable=not progress):
-        label = read_label(entry.label)
-        mapper.check(label, entry.label)
-        counts = np.bincount(mapper(label).reshape(-1), minlength=256)
+        try:
+            label = mapper.read(entry.label)
+        except BadSampleError as err:
+            raise BadSampleError(err.path, f"{err.problem} (dataset {mapper.dataset}, list line {entry.line})") from None
+        counts = np.bincount(mapper(label).reshape(-1), minlength=size)
         pixels += counts
         images += counts > 0
-    return ClassStats(list(class_names), pixels[:n].copy(), images[:n].copy(), ignored_pixels=int(pixels[IGNORE_INDEX]))
+    return ClassStats(list(class_names), pixels[:n].copy(), images[:n].copy(),
+                      ignored_pixels=int(pixels[mapper.ignore_index]))
 
 
 def unified_stats(per_dataset: dict[str, ClassStats], converter) -> ClassStats:

@@ -16,6 +16,7 @@ from unifiedseg.config import dump_config, to_plain
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
+from unifiedseg.data.status import SplitRequest, require_data
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
@@ -108,6 +109,11 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     torch.manual_seed(cfg.train.seed + dist.rank)
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
 
+    # The data first: a missing dataset is reported as one table before any model is built.
+    root = prepare_data_root(cfg, dist)
+    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
+    require_data(registry, root, data_requests(cfg), progress=dist.is_main)
+
     converter = training_converter(cfg)
     num_classes = converter.num_classes
     loss_cfg = to_plain(cfg.loss)
@@ -118,8 +124,6 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                             sampler=loss_cfg.get("sampler"), ignore_index=converter.ignore_index)
     model, model_cfg = build_model_for(cfg, num_classes)
 
-    root = prepare_data_root(cfg, dist)
-    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
     transform = augmentation(cfg)
     train_sets = [SegmentationDataset.from_registry(
         registry.get(name), cfg.data.train_split, root, converter=converter, partial=loss_set.needs_partial_labels,
@@ -249,8 +253,18 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     return metrics
 
 
+def validation_names(cfg: DictConfig) -> list[str]:
+    return list(cfg.data.val.datasets) if cfg.data.val.datasets is not None else list(cfg.data.train_datasets)
+
+
+def data_requests(cfg: DictConfig) -> list[SplitRequest]:
+    """The dataset splits a run reads: its training lists and its validation lists."""
+    return ([SplitRequest(name, cfg.data.train_split, True, "train") for name in cfg.data.train_datasets]
+            + [SplitRequest(name, cfg.data.val.split, True, "val") for name in validation_names(cfg)])
+
+
 def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:
-    names = list(cfg.data.val.datasets) if cfg.data.val.datasets is not None else list(cfg.data.train_datasets)
+    names = validation_names(cfg)
     transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
                              std=tuple(cfg.data.augmentation.std))
     return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from unifiedseg.data.decode import BadSampleError, read_image, read_label
+from unifiedseg.data.decode import BadSampleError, read_image
 from unifiedseg.data.labels import LabelMapper
 from unifiedseg.data.listfile import ListEntry
 from unifiedseg.evaluation.confusion import ConfusionMatrix
@@ -60,8 +60,7 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
     chosen = entries if max_images is None else entries[:max_images]
     for entry in tqdm(chosen, desc=f"test {name}", unit="img", disable=not progress):
         try:
-            label = read_label(entry.label)
-            mapper.check(label, entry.label)
+            label = mapper.read(entry.label)
             image = read_image(entry.image)
             if image.shape[:2] != label.shape:
                 raise BadSampleError(entry.image, f"image is {image.shape[0]}x{image.shape[1]} but its label "

@@ -19,7 +19,9 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 
+from unifiedseg.constants import MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX
 from unifiedseg.paths import taxonomy_dir
 from unifiedseg.utils.fileio import atomic_write_text, read_yaml_mapping
 from unifiedseg.utils.names import suggest
@@ -104,6 +106,30 @@ def load_names(path: Path) -> list[str]:
         if name != name.strip():
             raise TaxonomyError(f"{path}:{number}: class name {name!r} has leading or trailing whitespace")
     return lines
+
+
+def read_palette(path) -> np.ndarray:
+    """(N, 3) uint8 from a colours file: line i is "R G B" (integers 0-255) of class id i; at most
+    MAX_WIDE_CLASSES lines."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise TaxonomyError(f"cannot read palette {path}: {err.strerror}") from None
+    lines = text.replace("\r\n", "\n").split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    colors = []
+    for number, line in enumerate(lines, start=1):
+        parts = line.split()
+        if len(parts) != 3 or not all(p.isdigit() and int(p) <= 255 for p in parts):
+            raise TaxonomyError(f"{path}:{number}: expected 'R G B' with three integers 0-255 "
+                                f"(line {number} is class id {number - 1}), got {line!r}")
+        colors.append([int(p) for p in parts])
+    if len(colors) > MAX_WIDE_CLASSES:
+        raise TaxonomyError(f"{path}: {len(colors)} colours; label maps hold at most {MAX_WIDE_CLASSES} classes "
+                            f"(ids 0-{MAX_WIDE_CLASSES - 1}, {WIDE_IGNORE_INDEX} being the ignore label)")
+    return np.array(colors, dtype=np.uint8).reshape(len(colors), 3)
 
 
 @dataclass

@@ -1,0 +1,248 @@
+"""What is on disk for each dataset split, against its list: the data status report.
+
+For every requested (dataset, split): which list is read, how many of its images and labels exist
+(stat calls only, shared between datasets that list the same files), which label releases are on disk
+(the first label of each registry entry of the same folder and split), the ids of the first present
+label checked against the dataset's taxonomy (one decode), the first missing path, and what to do about
+it (the archive or preparation step that brings the missing files, from the registry's `images_from` /
+`labels_from`). `unifiedseg-data status` prints it; training runs it for its datasets before building
+anything and stops with the table when a dataset it needs is incomplete.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tqdm import tqdm
+
+from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.labels import build_label_mapper
+from unifiedseg.data.listfile import ListEntry, ListFileError, read_list
+from unifiedseg.data.registry import DatasetRegistry, RegistryError
+from unifiedseg.data.splits import available_splits, resolve_split
+from unifiedseg.taxonomy.table import TaxonomyError
+
+# Lists longer than this get a progress bar while their files are stat'ed.
+PROGRESS_MIN_LINES = 5000
+OK, INCOMPLETE, MISSING, NO_LIST, BAD_LABELS = "ok", "incomplete", "missing", "no list", "bad labels"
+
+
+class DataNotReadyError(RuntimeError):
+    """A dataset split that a run needs is missing or incomplete; the message is the status table."""
+
+
+@dataclass(frozen=True)
+class SplitRequest:
+    dataset: str
+    split: str
+    required: bool = True  # counts towards the exit status / stops training when not ok
+    role: str = ""  # train | val | test (for the table)
+
+
+@dataclass
+class SplitStatus:
+    dataset: str
+    split: str
+    state: str = OK
+    required: bool = True
+    role: str = ""
+    list_origin: str = ""
+    listed: int = 0
+    images: int = 0
+    labels: int | None = 0  # None: an image-only list
+    releases_on_disk: list[str] = field(default_factory=list)
+    first_missing: str = ""
+    problem: str = ""  # list, label-id or registry problem
+    hint: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.state == OK
+
+    def to_dict(self) -> dict:
+        return {k: v for k, v in self.__dict__.items()}
+
+
+class _ExistsCache:
+    """os.path.exists with memory: the lists of one folder (e.g. cityscapes-19 and -34) share images."""
+
+    def __init__(self):
+        self.known: dict[Path, bool] = {}
+
+    def __call__(self, path: Path) -> bool:
+        found = self.known.get(path)
+        if found is None:
+            found = self.known[path] = os.path.exists(path)
+        return found
+
+
+def data_status(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True,
+                generate_lists: bool = True) -> list[SplitStatus]:
+    """One SplitStatus per request, in order. `generate_lists=False` leaves generated lists (COCO's
+    train lists) that are not cached yet unbuilt and reports them as such."""
+    exists = _ExistsCache()
+    return [_split_status(registry, Path(data_root), request, exists, progress, generate_lists) for request in requests]
+
+
+def all_requests(registry: DatasetRegistry, datasets: list[str] | None = None, required: bool = False) -> list[SplitRequest]:
+    """Every split of the named datasets (default: every registered dataset)."""
+    names = datasets if datasets is not None else registry.names()
+    return [SplitRequest(name, split, required) for name in names for split in available_splits(registry.get(name))]
+
+
+def _split_status(registry, root: Path, request: SplitRequest, exists, progress: bool, generate: bool) -> SplitStatus:
+    status = SplitStatus(request.dataset, request.split, required=request.required, role=request.role)
+    try:
+        info = registry.get(request.dataset)
+        resolved = resolve_split(info, request.split, root, generate=generate)
+    except (RegistryError, ListFileError) as err:
+        status.state, status.problem = NO_LIST, str(err)
+        return status
+    status.list_origin = resolved.origin
+    folder = info.folder(root)
+    if resolved.path is None:
+        status.state, status.problem = NO_LIST, f"{request.split} list {resolved.origin}: {resolved.pending}"
+        status.first_missing = resolved.pending.split(" does not exist")[0] if "does not exist" in resolved.pending else ""
+        status.hint = f"it comes with the labels: {info.labels_from}" if info.labels_from else ""
+        return status
+    try:
+        entries = read_list(resolved.path, folder, require_labels=False)
+    except ListFileError as err:
+        status.state, status.problem = NO_LIST, str(err)
+        return status
+    status.listed = len(entries)
+    has_labels = any(entry.label is not None for entry in entries)
+    if not has_labels:
+        status.labels = None
+    missing_image = missing_label = None
+    folder_present = exists(folder)
+    bar = tqdm(entries, desc=f"status {info.name} {request.split}", unit="line", leave=False,
+               disable=not progress or len(entries) < PROGRESS_MIN_LINES or not folder_present)
+    first_label = None
+    for entry in bar:
+        if not folder_present:
+            break
+        if exists(entry.image):
+            status.images += 1
+        elif missing_image is None:
+            missing_image = entry
+        if entry.label is None:
+            continue
+        if exists(entry.label):
+            status.labels += 1
+            first_label = first_label or entry
+        elif missing_label is None:
+            missing_label = entry
+    if not folder_present:
+        missing_image = entries[0]
+    status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
+    _check_first_label(status, info, first_label)
+    _judge(status, info, root, folder_present, missing_image, missing_label)
+    return status
+
+
+def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[str]:
+    """Registry entries of the same folder whose list for `split` has its first label file on disk."""
+    found = []
+    for other in registry.entries.values():
+        if other.root != info.root or split not in available_splits(other):
+            continue
+        try:
+            resolved = resolve_split(other, split, root, generate=False)
+            if resolved.path is None:
+                continue
+            first = _first_line(resolved.path, other.folder(root))
+        except (RegistryError, ListFileError):
+            continue
+        if first is not None and first.label is not None and exists(first.label):
+            found.append(other.name)
+    return found
+
+
+def _first_line(path: Path, folder: Path) -> ListEntry | None:
+    entries = read_list(path, folder, require_labels=False)
+    return entries[0] if entries else None
+
+
+def _check_first_label(status: SplitStatus, info, entry: ListEntry | None) -> None:
+    """Decode one present label and check its ids: a folder of another release shows up here."""
+    if entry is None:
+        return
+    try:
+        build_label_mapper(info).read(entry.label)
+    except BadSampleError as err:
+        status.state = BAD_LABELS
+        status.problem = f"list line {entry.line}: {err}"
+    except (RegistryError, TaxonomyError) as err:
+        status.state, status.problem = BAD_LABELS, str(err)
+
+
+def _judge(status: SplitStatus, info, root: Path, folder_present: bool, missing_image, missing_label) -> None:
+    hints = []
+    if not folder_present:
+        status.state = MISSING
+        status.first_missing = str(info.folder(root))
+        hints.append(f"{info.root}/ is not under {root}: images from {info.images_from or 'the publisher'}"
+                     + (f"; labels from {info.labels_from}" if info.labels_from else ""))
+    else:
+        if missing_image is not None:
+            status.first_missing = f"{missing_image.image} (list line {missing_image.line})"
+            hints.append(f"images: {info.images_from}" if info.images_from else "images missing")
+        if missing_label is not None:
+            status.first_missing = status.first_missing or f"{missing_label.label} (list line {missing_label.line})"
+            others = [name for name in status.releases_on_disk if name != info.name]
+            held = f"labels of {', '.join(others)} are on disk, not {info.name}'s; " if others else ""
+            hints.append(f"{held}labels: {info.labels_from}" if info.labels_from else f"{held}labels missing")
+        if status.state == OK and (missing_image is not None or missing_label is not None):
+            found_nothing = status.images == 0 and not status.labels
+            status.state = MISSING if found_nothing else INCOMPLETE
+    if status.state == BAD_LABELS:
+        hints.append(f"the label files do not hold {info.name}'s {info.num_classes} ids: check the folder its list "
+                     f"names ({info.labels_from or 'see the registry'})")
+    status.hint = "; ".join(hints)
+
+
+def format_status(rows: list[SplitStatus], root) -> str:
+    """The table, one line per split, and under each row that is not ok its problem and what to do."""
+    header = ("dataset", "split", "status", "images", "labels", "label releases on disk")
+    table = [header]
+    for row in rows:
+        labels = "-" if row.labels is None else f"{row.labels}/{row.listed}"
+        mark = "" if row.required else " (optional)"
+        table.append((row.dataset, row.split + (f" [{row.role}]" if row.role else ""), row.state + mark,
+                      f"{row.images}/{row.listed}", labels, ", ".join(row.releases_on_disk) or "-"))
+    widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
+    lines = [f"data root: {root}"]
+    previous = None
+    for index, line in enumerate(table):
+        lines.append("  ".join(str(cell).ljust(width) for cell, width in zip(line, widths)).rstrip())
+        row = rows[index - 1] if index else None
+        if row is None or row.ok:
+            continue
+        details = []
+        if row.problem:
+            details.append(f"    problem: {row.problem}")
+        if row.first_missing:
+            details.append(f"    first missing: {row.first_missing}")
+        if row.hint:
+            details.append(f"    to do: {row.hint}")
+        # the splits of one missing folder share their explanation: say it once
+        same = previous is not None and previous[0] == row.dataset and previous[1] == (row.hint, row.state) \
+            and row.state == MISSING and row.first_missing == str(previous[2])
+        lines += ["    (as above)"] if same else details
+        previous = (row.dataset, (row.hint, row.state), row.first_missing)
+    bad = [row for row in rows if row.required and not row.ok]
+    lines.append(f"{len(rows) - sum(not r.ok for r in rows)} of {len(rows)} split(s) complete"
+                 + (f"; {len(bad)} needed split(s) not ready: " + ", ".join(f"{r.dataset} {r.split}" for r in bad)
+                    if bad else ""))
+    return "\n".join(lines)
+
+
+def require_data(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True) -> None:
+    """Raise DataNotReadyError with the status table when a required split is not complete."""
+    rows = data_status(registry, data_root, requests, progress=progress)
+    if any(row.required and not row.ok for row in rows):
+        raise DataNotReadyError("the data this run needs is not complete (unifiedseg-data status shows the same):\n"
+                                + format_status(rows, data_root))
