@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from unifiedseg.constants import IGNORE_INDEX, ignore_index_of
+from unifiedseg.constants import ignore_index_of, label_dtype
 from unifiedseg.data.decode import BadSampleError, read_color_label, read_label, read_palette_label
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.paths import taxonomy_dir
@@ -93,7 +93,9 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False)
         disk_lut = load_release_lut(info.disk_taxonomy, info.name, disk_names, own_names)
     else:
         disk_names = own_names
-        disk_lut = np.full(max(256, len(own_names)), IGNORE_INDEX, dtype=np.uint8)
+        # the ids themselves; a release of more than 255 classes keeps them in uint16 (ignore 65535)
+        dtype = label_dtype(len(own_names))
+        disk_lut = np.full(max(256, len(own_names)), ignore_index_of(dtype), dtype=dtype)
         disk_lut[: len(own_names)] = np.arange(len(own_names))
     if converter is None:
         lut = disk_lut
