@@ -347,3 +347,44 @@ def test_bad_input_names_dataset_list_line_and_file(tmp_path):
         SegmentationDataset.from_registry(info, "val", tmp_path)
     with pytest.raises(ListFileError, match=r"test.txt.xz:1: expected 'image_path label_path', got 1 field\(s\).*image-only test list"):
         SegmentationDataset.from_registry(DatasetRegistry.load().get("kitti-19"), "test", tmp_path)
+
+
+def two_line_tree(root: Path, dataset: str, split: str) -> None:
+    """The first two lines of MSeg's list, their files, and a user list of just those lines."""
+    from unifiedseg.data.splits import user_list_path
+
+    info = DatasetRegistry.load().get(dataset)
+    names = names_of(dataset)
+    a, b = CLASSES[dataset][:2]
+    lines = []
+    for entry in shipped_entries(dataset, split)[:2]:
+        write_image(info.folder(root) / entry.image)
+        if entry.label is not None:
+            write_label(info.folder(root) / entry.label, fake_label(dataset, (names.index(a), names.index(b)), False),
+                        info.label_format, dataset)
+        lines.append(f"{entry.image} {entry.label or ''}".strip())
+    override = user_list_path(info, split, root)
+    override.parent.mkdir(parents=True, exist_ok=True)
+    override.write_text("\n".join(lines) + "\n")
+
+
+def test_data_tools_take_test_datasets(tmp_path, capsys):
+    from unifiedseg.cli import dataset_stats as stats_cli
+    from unifiedseg.cli import verify_dataset as verify_cli
+
+    for dataset, split in (("kitti-19", "val"), ("kitti-19", "test"), ("cityscapes-19", "val")):
+        two_line_tree(tmp_path, dataset, split)
+    out = tmp_path / "stats.json"
+    assert stats_cli.main(["--datasets", "kitti-19", "cityscapes-19", "--split", "val", "--root", str(tmp_path),
+                           "--out", str(out)]) == 0
+    result = json.loads(out.read_text())
+    kitti = result["datasets"]["kitti-19"]
+    sign, road = names_of("kitti-19").index("traffic sign"), names_of("kitti-19").index("road")
+    assert (kitti["pixels"][sign], kitti["pixels"][road], kitti["ignored_pixels"]) == (48, 32, 16)
+    assert result["unified_datasets"] == ["cityscapes-19"]  # a test dataset has no unified table
+    unified = result["unified"]
+    assert unified["pixels"][unified["classes"].index("bicyclist")] == 48
+    assert "no unified table for kitti-19" in capsys.readouterr().out
+    assert verify_cli.main(["--dataset", "kitti-19", "--split", "test", "--root", str(tmp_path)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "kitti-19 test: 2 samples, 2 good, 0 bad"
+    assert verify_cli.main(["--dataset", "kitti-19", "--split", "val", "--root", str(tmp_path)]) == 0
