@@ -26,9 +26,38 @@ def config_requests(config_path: str, overrides: list[str]) -> tuple[list[SplitR
     return requests, cfg
 
 
+def _merge_duplicates(requests: list[SplitRequest]) -> list[SplitRequest]:
+    """One request per dataset split (a --datasets name may also be one a --config trains on): the first,
+    required when any of its copies is."""
+    merged: dict[tuple[str, str], SplitRequest] = {}
+    for request in requests:
+        key = (request.dataset, request.split)
+        first = merged.setdefault(key, request)
+        if request.required and not first.required:
+            merged[key] = SplitRequest(first.dataset, first.split, True, first.role)
+    return list(merged.values())
+
+
+def _split_overrides(args) -> None:
+    """`--datasets a b data.root=X` hands the override to --datasets (argparse's nargs="+" takes every
+    word): KEY=VALUE words (a dataset or split name has no '=') go back to the overrides."""
+    for option in ("datasets", "splits"):
+        values = getattr(args, option)
+        if values:
+            setattr(args, option, [v for v in values if "=" not in v])
+            args.overrides += [v for v in values if "=" in v]
+
+
 def status_main(args) -> int:
+    _split_overrides(args)
     try:
         cfg = None
+        for option in ("datasets", "splits"):
+            if getattr(args, option) == []:
+                raise ValueError(f"--{option} needs at least one name")
+        if args.overrides and not args.config:
+            raise ValueError(f"config overrides ({' '.join(args.overrides)}) need --config; without one, give the data "
+                             f"root as --root DIR")
         if args.config:
             requests, cfg = config_requests(args.config, args.overrides)
         registry = DatasetRegistry.load(extra_files=list(args.registry) + (list(cfg.data.registry_files) if cfg else []))
@@ -38,7 +67,13 @@ def status_main(args) -> int:
         elif args.datasets:
             requests += all_requests(registry, args.datasets, required=True)
         if args.splits:
+            known = {r.split for r in requests}
+            unknown = [split for split in args.splits if split not in known]
+            if unknown:  # a typo would otherwise check nothing and exit 0
+                raise RegistryError(f"no requested dataset has a split {', '.join(map(repr, unknown))}; "
+                                    f"their splits: {', '.join(sorted(known))}")
             requests = [r for r in requests if r.split in args.splits]
+        requests = _merge_duplicates(requests)
         # a custom taxonomy's test column need not be registered; anything else unknown is an error
         requests = [r for r in requests if r.required or r.dataset in registry]
         for request in requests:

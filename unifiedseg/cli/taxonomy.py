@@ -391,3 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     except TaxonomyError as err:
         _err(f"error: {err}")
         return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -24,20 +24,49 @@ def read_list_text(list_path: Path) -> str:
     """The text of a list file, `.xz` decompressed; a missing or unreadable file is a ListFileError."""
     list_path = Path(list_path)
     try:
-        if list_path.suffix == ".xz":
-            with lzma.open(list_path, "rt", encoding="utf-8") as handle:
-                return handle.read()
-        return list_path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ListFileError(f"list file {list_path} does not exist") from None
-    except IsADirectoryError:
-        raise ListFileError(f"list file {list_path} is a folder") from None
-    except (lzma.LZMAError, EOFError) as err:
-        raise ListFileError(f"list file {list_path} is not a valid .xz file: {err}") from None
-    except UnicodeDecodeError as err:
-        raise ListFileError(f"list file {list_path} is not UTF-8 text: {err.reason} at byte {err.start}") from None
-    except OSError as err:
-        raise ListFileError(f"cannot read list file {list_path}: {err.strerror}") from None
+        with _open_list(list_path) as handle:
+            return handle.read()
+    except (OSError, lzma.LZMAError, EOFError, UnicodeDecodeError) as err:
+        raise _read_error(list_path, err) from None
+
+
+def read_first_entry(list_path: Path, folder: Path) -> ListEntry | None:
+    """The first sample of a list file (None when it lists none), reading no further than its line, so
+    a long `.xz` list is not decompressed whole; a malformed first line is a ListFileError."""
+    list_path = Path(list_path)
+    try:
+        with _open_list(list_path) as handle:
+            for number, line in enumerate(handle, start=1):
+                fields = line.split()
+                if fields:
+                    break
+            else:
+                return None
+    except (OSError, lzma.LZMAError, EOFError, UnicodeDecodeError) as err:
+        raise _read_error(list_path, err) from None
+    if len(fields) > 2:
+        raise ListFileError(f"{list_path}:{number}: expected 'image_path [label_path]', got {len(fields)} field(s): "
+                            f"{line.strip()!r}")
+    return ListEntry(folder / fields[0], folder / fields[1] if len(fields) == 2 else None, number)
+
+
+def _open_list(list_path: Path):
+    if list_path.suffix == ".xz":
+        return lzma.open(list_path, "rt", encoding="utf-8")
+    return open(list_path, encoding="utf-8")
+
+
+def _read_error(list_path: Path, err: Exception) -> ListFileError:
+    """The ListFileError for an exception raised while opening or reading a list file."""
+    if isinstance(err, FileNotFoundError):
+        return ListFileError(f"list file {list_path} does not exist")
+    if isinstance(err, IsADirectoryError):
+        return ListFileError(f"list file {list_path} is a folder")
+    if isinstance(err, (lzma.LZMAError, EOFError)):
+        return ListFileError(f"list file {list_path} is not a valid .xz file: {err}")
+    if isinstance(err, UnicodeDecodeError):
+        return ListFileError(f"list file {list_path} is not UTF-8 text: {err.reason} at byte {err.start}")
+    return ListFileError(f"cannot read list file {list_path}: {err.strerror}")
 
 
 def read_list(list_path: Path, folder: Path, require_labels: bool = True) -> list[ListEntry]:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from unifiedseg.data.listfile import ListEntry, ListFileError, read_list
 from unifiedseg.data.registry import DatasetInfo, GeneratedList, RegistryError
-from unifiedseg.paths import cache_dir, shipped_lists_dir
+from unifiedseg.paths import CACHE_ENV, cache_dir, shipped_lists_dir
 from unifiedseg.utils.fileio import atomic_write_text
 
 SHIPPED_SUFFIX = ".txt.xz"
@@ -69,12 +69,12 @@ def resolve_split(info: DatasetInfo, split: str, data_root, generate: bool = Tru
     generated list that is not cached yet as pending instead of building it."""
     if split in info.lists:
         path = Path(info.lists[split])
-        return SplitList(info.name, split, path if path.is_absolute() else info.folder(data_root) / path,
-                         f"registry list ({info.source})")
+        path = path if path.is_absolute() else info.folder(data_root) / path
+        return SplitList(info.name, split, path, f"registry list {path} (from {info.source})")
     if info.mseg_lists:
         override = user_list_path(info, split, data_root)
         if override.is_file():
-            return SplitList(info.name, split, override, "your list (overrides MSeg's)")
+            return SplitList(info.name, split, override, f"your list {override} (overrides MSeg's)")
         shipped = shipped_list_path(info.mseg_lists, split)
         if shipped.is_file():
             return SplitList(info.name, split, shipped, f"MSeg's list {info.mseg_lists}/{split}")
@@ -107,8 +107,12 @@ def _generated(info: DatasetInfo, split: str, recipe: GeneratedList, data_root, 
     if not generate:
         return SplitList(info.name, split, None, origin, pending=f"not generated yet (reads {source} on first use)")
     lines = generate_list_lines(source, recipe)
-    cached.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(cached, "".join(lines))
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(cached, "".join(lines))
+    except OSError as err:
+        raise ListFileError(f"cannot write the {split} list generated from {source} to {cached}: {err.strerror} "
+                            f"(set {CACHE_ENV} to a writable folder)") from None
     return SplitList(info.name, split, cached, origin)
 
 

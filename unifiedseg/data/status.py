@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.labels import build_label_mapper
-from unifiedseg.data.listfile import ListEntry, ListFileError, read_list
+from unifiedseg.data.listfile import ListEntry, ListFileError, read_first_entry, read_list
 from unifiedseg.data.registry import DatasetRegistry, RegistryError
 from unifiedseg.data.splits import available_splits, resolve_split
 from unifiedseg.taxonomy.table import TaxonomyError
@@ -79,11 +79,15 @@ class _ExistsCache:
 
 
 def data_status(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True,
-                generate_lists: bool = True) -> list[SplitStatus]:
+                generate_lists: bool = True, mapper_for=None) -> list[SplitStatus]:
     """One SplitStatus per request, in order. `generate_lists=False` leaves generated lists (COCO's
-    train lists) that are not cached yet unbuilt and reports them as such."""
+    train lists) that are not cached yet unbuilt and reports them as such. `mapper_for(info)` gives the
+    LabelMapper that checks a label's ids (default: build_label_mapper on the shipped class lists; a
+    training run passes its converter's, whose TSV may bring its own class lists)."""
     exists = _ExistsCache()
-    return [_split_status(registry, Path(data_root), request, exists, progress, generate_lists) for request in requests]
+    mapper_for = mapper_for or build_label_mapper
+    return [_split_status(registry, Path(data_root), request, exists, progress, generate_lists, mapper_for)
+            for request in requests]
 
 
 def all_requests(registry: DatasetRegistry, datasets: list[str] | None = None, required: bool = False) -> list[SplitRequest]:
@@ -92,7 +96,8 @@ def all_requests(registry: DatasetRegistry, datasets: list[str] | None = None, r
     return [SplitRequest(name, split, required) for name in names for split in available_splits(registry.get(name))]
 
 
-def _split_status(registry, root: Path, request: SplitRequest, exists, progress: bool, generate: bool) -> SplitStatus:
+def _split_status(registry, root: Path, request: SplitRequest, exists, progress: bool, generate: bool,
+                  mapper_for) -> SplitStatus:
     status = SplitStatus(request.dataset, request.split, required=request.required, role=request.role)
     try:
         info = registry.get(request.dataset)
@@ -102,22 +107,37 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
         return status
     status.list_origin = resolved.origin
     folder = info.folder(root)
+    folder_present = exists(folder)
     if resolved.path is None:
+        if not folder_present:  # the annotation index it is generated from is in the absent folder
+            _judge(status, info, root, False, None, None)
+            return status
         status.state, status.problem = NO_LIST, f"{request.split} list {resolved.origin}: {resolved.pending}"
-        status.first_missing = resolved.pending.split(" does not exist")[0] if "does not exist" in resolved.pending else ""
-        status.hint = f"it comes with the labels: {info.labels_from}" if info.labels_from else ""
+        if "does not exist" in resolved.pending:
+            status.first_missing = resolved.pending.split(" does not exist")[0]
+            status.hint = f"it comes with the labels: {info.labels_from}" if info.labels_from else ""
+        else:
+            status.hint = "run the status command without --no-generate (or start training) to build it"
         return status
     try:
         entries = read_list(resolved.path, folder, require_labels=False)
     except ListFileError as err:
-        status.state, status.problem = NO_LIST, str(err)
+        if not folder_present and folder in resolved.path.parents:  # a list kept in the absent folder
+            _judge(status, info, root, False, None, None)
+        else:
+            status.state, status.problem = NO_LIST, str(err)
         return status
     status.listed = len(entries)
     has_labels = any(entry.label is not None for entry in entries)
+    unlabelled = next((entry for entry in entries if entry.label is None), None) if has_labels else None
+    if unlabelled is not None:  # image-only lines in a list of labelled samples
+        status.state = NO_LIST
+        status.problem = (f"{resolved.path}:{unlabelled.line}: expected 'image_path label_path' like the list's other "
+                          f"lines, got an image alone")
+        return status
     if not has_labels:
         status.labels = None
     missing_image = missing_label = None
-    folder_present = exists(folder)
     bar = tqdm(entries, desc=f"status {info.name} {request.split}", unit="line", leave=False,
                disable=not progress or len(entries) < PROGRESS_MIN_LINES or not folder_present)
     first_label = None
@@ -137,14 +157,16 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
             missing_label = entry
     if not folder_present:
         missing_image = entries[0]
-    status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
-    _check_first_label(status, info, first_label)
+    if folder_present:  # no folder, no release
+        status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
+    _check_first_label(status, info, first_label, mapper_for)
     _judge(status, info, root, folder_present, missing_image, missing_label)
     return status
 
 
 def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[str]:
-    """Registry entries of the same folder whose list for `split` has its first label file on disk."""
+    """Registry entries of the same folder whose list for `split` has its first label file on disk
+    (only that line of each list is read)."""
     found = []
     for other in registry.entries.values():
         if other.root != info.root or split not in available_splits(other):
@@ -153,7 +175,7 @@ def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[st
             resolved = resolve_split(other, split, root, generate=False)
             if resolved.path is None:
                 continue
-            first = _first_line(resolved.path, other.folder(root))
+            first = read_first_entry(resolved.path, other.folder(root))
         except (RegistryError, ListFileError):
             continue
         if first is not None and first.label is not None and exists(first.label):
@@ -161,22 +183,22 @@ def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[st
     return found
 
 
-def _first_line(path: Path, folder: Path) -> ListEntry | None:
-    entries = read_list(path, folder, require_labels=False)
-    return entries[0] if entries else None
-
-
-def _check_first_label(status: SplitStatus, info, entry: ListEntry | None) -> None:
+def _check_first_label(status: SplitStatus, info, entry: ListEntry | None, mapper_for) -> None:
     """Decode one present label and check its ids: a folder of another release shows up here."""
     if entry is None:
         return
     try:
-        build_label_mapper(info).read(entry.label)
+        mapper = mapper_for(info)
+    except TaxonomyError:
+        return  # no class list to check against (a dataset of a custom taxonomy): training reports it
+    except RegistryError as err:
+        status.state, status.problem = BAD_LABELS, str(err)
+        return
+    try:
+        mapper.read(entry.label)
     except BadSampleError as err:
         status.state = BAD_LABELS
         status.problem = f"list line {entry.line}: {err}"
-    except (RegistryError, TaxonomyError) as err:
-        status.state, status.problem = BAD_LABELS, str(err)
 
 
 def _judge(status: SplitStatus, info, root: Path, folder_present: bool, missing_image, missing_label) -> None:
@@ -209,10 +231,11 @@ def format_status(rows: list[SplitStatus], root) -> str:
     header = ("dataset", "split", "status", "images", "labels", "label releases on disk")
     table = [header]
     for row in rows:
-        labels = "-" if row.labels is None else f"{row.labels}/{row.listed}"
+        counted = row.state != NO_LIST  # without a readable list nothing was counted: "?"
+        labels = "-" if row.labels is None else f"{row.labels}/{row.listed}" if counted else "?"
         mark = "" if row.required else " (optional)"
         table.append((row.dataset, row.split + (f" [{row.role}]" if row.role else ""), row.state + mark,
-                      f"{row.images}/{row.listed}", labels, ", ".join(row.releases_on_disk) or "-"))
+                      f"{row.images}/{row.listed}" if counted else "?", labels, ", ".join(row.releases_on_disk) or "-"))
     widths = [max(len(str(line[i])) for line in table) for i in range(len(header))]
     lines = [f"data root: {root}"]
     previous = None
@@ -222,8 +245,10 @@ def format_status(rows: list[SplitStatus], root) -> str:
         if row is None or row.ok:
             continue
         details = []
-        if row.problem:
-            details.append(f"    problem: {row.problem}")
+        if row.state in (INCOMPLETE, BAD_LABELS) and row.list_origin:  # their list lines are of this list
+            details.append(f"    list: {row.list_origin}")
+        if row.problem:  # a message of several lines (every malformed line of a list) stays indented
+            details.append("    problem: " + row.problem.replace("\n", "\n      "))
         if row.first_missing:
             details.append(f"    first missing: {row.first_missing}")
         if row.hint:
@@ -240,9 +265,10 @@ def format_status(rows: list[SplitStatus], root) -> str:
     return "\n".join(lines)
 
 
-def require_data(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True) -> None:
+def require_data(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True,
+                 mapper_for=None) -> None:
     """Raise DataNotReadyError with the status table when a required split is not complete."""
-    rows = data_status(registry, data_root, requests, progress=progress)
+    rows = data_status(registry, data_root, requests, progress=progress, mapper_for=mapper_for)
     if any(row.required and not row.ok for row in rows):
         raise DataNotReadyError("the data this run needs is not complete (unifiedseg-data status shows the same):\n"
                                 + format_status(rows, data_root))

@@ -14,6 +14,7 @@ from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config, to_plain
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
+from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
@@ -110,12 +111,12 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
 
     # The data first: a missing dataset is reported as one table before any model is built.
-    root = prepare_data_root(cfg, dist)
-    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
-    require_data(registry, root, data_requests(cfg), progress=dist.is_main)
-
     converter = training_converter(cfg)
     num_classes = converter.num_classes
+    root = prepare_data_root(cfg, dist)
+    registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
+    if dist.is_main:  # one process stats the files (a launcher stops the others when it fails)
+        require_data(registry, root, data_requests(cfg), mapper_for=lambda info: build_label_mapper(info, converter))
     loss_cfg = to_plain(cfg.loss)
     unknown = [k for k in loss_cfg if k not in LOSS_KEYS]
     if unknown:
