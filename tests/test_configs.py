@@ -7,6 +7,7 @@ import pytest
 
 from unifiedseg.config import load_config, to_plain
 from unifiedseg.engine.launch import run_training
+from unifiedseg.engine.precision import resolve_amp
 from unifiedseg.losses import build_losses
 from unifiedseg.optim import check_optimizer_cfg, check_schedule_cfg
 from unifiedseg.taxonomy import build_converter
@@ -27,6 +28,7 @@ def test_every_resolution_has_the_five_mseg_configs():
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: str(p.relative_to(REPO / "config" / "train")))
 def test_config_loads_and_its_sections_build(path, tmp_path, monkeypatch):
     cfg = load_config(path)
+    assert resolve_amp(cfg.train.amp, cfg.train.opt_level) in ("off", "fp16", "bf16")  # `amp: off` is YAML false
     monkeypatch.chdir(tmp_path)  # class-weight files are read relative to the working directory
     (tmp_path / "work_dirs").mkdir()
     (tmp_path / "work_dirs" / "demo_stats.json").write_text(json.dumps({"class_weight": {"median": [1.0] * 9}}))

@@ -54,8 +54,8 @@ def test_registry_refuses_duplicates_unknown_keys_and_missing_keys(tmp_path):
     no_lists = write_registry(tmp_path / "e.yaml", "mine:\n  root: Mine\n  num_classes: 3\n")
     with pytest.raises(RegistryError, match=r"e.yaml: dataset 'mine': give 'lists' .* or 'mseg_lists'"):
         DatasetRegistry.load(extra_files=[no_lists], include_shipped=False)
-    bad_format = write_registry(tmp_path / "f.yaml", entry + "  label_format: colour\n")
-    with pytest.raises(RegistryError, match=r"unknown label_format 'colour'; did you mean 'color'\?; valid: id, palette, color"):
+    bad_format = write_registry(tmp_path / "f.yaml", entry + "  label_source: colour\n")
+    with pytest.raises(RegistryError, match=r"unknown label_source 'colour'; did you mean 'color'\?; valid: .*id, .*palette"):
         DatasetRegistry.load(extra_files=[bad_format], include_shipped=False)
 
 

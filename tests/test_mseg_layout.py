@@ -174,9 +174,8 @@ def test_every_line_of_a_list_reads_the_folder_of_its_release(name):
 # ---- the registry against the lists ---------------------------------------------------------------------
 def test_registry_matches_mseg_layout():
     registry = DatasetRegistry.load()
-    # every list set has an entry, except COCO's panoptic PNGs (a raw label source, not label ids)
-    assert sorted(info.mseg_lists for info in registry.entries.values() if info.mseg_lists) == \
-        sorted(set(shipped_list_names()) - {"coco-panoptic-inst-201"})
+    # every list set has an entry (COCO's panoptic PNGs read through their JSON: coco-panoptic-inst-201)
+    assert sorted(info.mseg_lists for info in registry.entries.values() if info.mseg_lists) == sorted(shipped_list_names())
     for info in registry.entries.values():
         if not info.mseg_lists:
             continue
@@ -248,7 +247,7 @@ def fake_mseg(tmp_path_factory):
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("UNIFIEDSEG_CACHE_DIR", str(cache))
         for info in registry.entries.values():
-            if not info.mseg_lists:
+            if not info.mseg_lists or info.label_source == "coco_panoptic":  # panoptic PNGs: test_raw_exactness.py
                 continue
             names = names_of(info.name)
             a, b = CLASSES[info.name][:2]
@@ -258,7 +257,7 @@ def fake_mseg(tmp_path_factory):
                 for entry in entries:
                     write_image(entry.image)
                     if entry.label is not None:
-                        write_label(entry.label, label, info.label_format, info.name)
+                        write_label(entry.label, label, info.label_source, info.name)
                 written[info.name, split] = entries
         yield root, written, cache
 
@@ -286,7 +285,7 @@ def test_fake_tree_reads_back_in_own_ids(fake_mseg, monkeypatch):
         expected[unlabeled] = expected.get(unlabeled, 0) + UNLABELED_PIXELS * 2
         assert histogram(labels) == expected, (name, split)
         checked += 1
-    # every split of the 32 registered MSeg datasets (87 shipped + 3 COCO train) but the 7 image-only test lists
+    # every split of the 32 MSeg datasets with id labels (87 shipped + 3 COCO train) but the 7 image-only test lists
     assert checked == 83
 
 
@@ -361,7 +360,7 @@ def two_line_tree(root: Path, dataset: str, split: str) -> None:
         write_image(info.folder(root) / entry.image)
         if entry.label is not None:
             write_label(info.folder(root) / entry.label, fake_label(dataset, (names.index(a), names.index(b)), False),
-                        info.label_format, dataset)
+                        info.label_source, dataset)
         lines.append(f"{entry.image} {entry.label or ''}".strip())
     override = user_list_path(info, split, root)
     override.parent.mkdir(parents=True, exist_ok=True)

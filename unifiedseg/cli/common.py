@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from unifiedseg.data.labels import LABEL_MODES
 from unifiedseg.data.registry import DATA_ROOT_ENV, DatasetRegistry, resolve_data_root
 
 
@@ -16,6 +17,9 @@ def add_dataset_arguments(parser: argparse.ArgumentParser, many: bool = False) -
     parser.add_argument("--root", default=None, help=f"data root (default: ${DATA_ROOT_ENV})")
     parser.add_argument("--registry", nargs="*", default=[], metavar="YAML",
                         help="extra dataset registry files, for datasets not in taxonomy/datasets/")
+    parser.add_argument("--label-source", choices=LABEL_MODES, default="prepared",
+                        help="prepared: the files MSeg's preparation writes (default) | raw: the publishers' files, "
+                             "MSeg's relabeling applied on the fly")
 
 
 def load_registry_and_root(args):

@@ -8,6 +8,7 @@ import json
 import sys
 
 from unifiedseg.data.registry import DATA_ROOT_ENV, DatasetRegistry, RegistryError, resolve_data_root
+from unifiedseg.data.labels import LABEL_MODES
 from unifiedseg.data.status import SplitRequest, all_requests, data_status, format_status
 
 
@@ -81,7 +82,9 @@ def status_main(args) -> int:
     except (RegistryError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    rows = data_status(registry, root, requests, progress=not args.no_progress, generate_lists=not args.no_generate)
+    label_source = args.label_source or (cfg.data.label_source if cfg else "prepared")
+    rows = data_status(registry, root, requests, progress=not args.no_progress, generate_lists=not args.no_generate,
+                       label_source=label_source)
     if args.json:
         print(json.dumps({"root": str(root), "splits": [row.to_dict() for row in rows]}, indent=1))
     else:
@@ -109,6 +112,9 @@ def main(argv=None) -> int:
     status.add_argument("--config", default=None, help="the datasets this training config trains, validates and tests on")
     status.add_argument("--splits", nargs="+", default=None, metavar="SPLIT", help="only these splits (e.g. train val)")
     status.add_argument("--registry", nargs="*", default=[], metavar="YAML", help="extra dataset registry files")
+    status.add_argument("--label-source", choices=LABEL_MODES, default=None,
+                        help="prepared: the files MSeg's preparation writes (default) | raw: the publishers' files that "
+                             "data.label_source=raw reads (default with --config: the config's data.label_source)")
     status.add_argument("--json", action="store_true", help="print the rows as JSON instead of a table")
     status.add_argument("--no-progress", action="store_true", help="no progress bars")
     status.add_argument("--no-generate", action="store_true",

@@ -10,15 +10,13 @@ import json
 import sys
 
 from unifiedseg.cli.common import add_dataset_arguments, load_registry_and_root
-from unifiedseg.data.labels import build_label_mapper
+from unifiedseg.data.labels import build_label_mapper, read_entries
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
-from unifiedseg.data.splits import read_split
 from unifiedseg.data.stats import WEIGHT_METHODS, class_weights, dataset_stats, unified_stats
-from unifiedseg.paths import taxonomy_dir
 from unifiedseg.taxonomy import TaxonomyConverter, TaxonomyError, TaxonomyTable
-from unifiedseg.taxonomy.table import load_names
+from unifiedseg.taxonomy.table import dataset_names
 from unifiedseg.utils.fileio import atomic_write_text
 
 
@@ -49,10 +47,10 @@ def main(argv=None) -> int:
         converter = TaxonomyConverter.from_tsv(args.taxonomy, train_datasets=trained, test_datasets=[]) if trained else None
         per_dataset = {}
         for info in infos:
-            entries = read_split(info, args.split, root)
+            entries = read_entries(info, args.split, root, args.label_source)
             names = converter.dataset_class_names(info.name) if info.name in trained else \
-                load_names(taxonomy_dir() / "dataset_lists" / info.name / f"{info.name}_names.txt")
-            per_dataset[info.name] = dataset_stats(entries, build_label_mapper(info), names)
+                dataset_names(info.name)
+            per_dataset[info.name] = dataset_stats(entries, build_label_mapper(info, mode=args.label_source, data_root=root), names)
     except (RegistryError, ListFileError, TaxonomyError, BadSampleError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -32,6 +32,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", required=True, nargs="+", metavar="NAME", help="registry datasets to evaluate")
     parser.add_argument("--out", default=None, help="output folder (default: WORK_DIR/test)")
     parser.add_argument("--split", default="val", help="which list of each dataset (default: val)")
+    parser.add_argument("--label-source", choices=("prepared", "raw"), default=None,
+                        help="prepared: the files MSeg's preparation writes | raw: the publishers' files (default: the "
+                             "config's data.label_source)")
     parser.add_argument("--root", default=None, help="data root (default: data.root of the config, else $UNIFIEDSEG_DATA_ROOT)")
     parser.add_argument("--mode", default="whole", choices=["whole", "slide"], help="whole image or sliding window")
     parser.add_argument("--short-side", type=int, default=None, help="resize the short side first (MSeg: 480/720/1080)")
@@ -63,9 +66,8 @@ def main(argv=None) -> int:
 
 def run(cfg, args) -> list:
     """Evaluate every dataset of `args`; returns the DatasetResults (and writes the files)."""
-    from unifiedseg.data.labels import build_label_mapper
+    from unifiedseg.data.labels import build_label_mapper, read_entries
     from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
-    from unifiedseg.data.splits import read_split
     from unifiedseg.evaluation.evaluate import evaluate_dataset, write_results
     from unifiedseg.inference import Predictor
     from unifiedseg.engine.launch import training_converter
@@ -76,6 +78,7 @@ def run(cfg, args) -> list:
         else list(cfg.data.train_datasets)
     registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
     root = resolve_data_root(args.root or cfg.data.root)
+    label_source = args.label_source or cfg.data.label_source
     out = Path(args.out or Path(cfg.work_dir) / "test")
     results = []
     for name in args.datasets:
@@ -91,8 +94,9 @@ def run(cfg, args) -> list:
         predictor = Predictor(cfg, args.checkpoint, device=args.device, mode=args.mode, short_side=args.short_side,
                               crop_size=args.crop_size, stride=args.stride, scales=tuple(args.scales), flip=args.flip,
                               output_dataset=output)
-        entries = read_split(info, args.split, root)
-        result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter),
+        entries = read_entries(info, args.split, root, label_source)
+        result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter, mode=label_source,
+                                                                    data_root=root),
                                   lambda image: predictor.predict(image).labels, predictor.class_names, space=space,
                                   skip_bad=args.skip_bad, max_images=args.max_images)
         if space not in ("test classes", "oracle"):  # score only the classes this dataset can label

@@ -6,10 +6,10 @@ import argparse
 import sys
 
 from unifiedseg.cli.common import add_dataset_arguments, load_registry_and_root
-from unifiedseg.data.labels import build_label_mapper
+from unifiedseg.data.labels import build_label_mapper, read_entries, read_plan
 from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
-from unifiedseg.data.splits import read_split, resolve_split
+from unifiedseg.data.splits import resolve_split
 from unifiedseg.data.verify import verify_samples
 from unifiedseg.taxonomy.table import TaxonomyError
 
@@ -26,9 +26,10 @@ def main(argv=None) -> int:
     try:
         registry, root = load_registry_and_root(args)
         info = registry.get(args.dataset)
-        list_path = resolve_split(info, args.split, root).path
-        entries = read_split(info, args.split, root, require_labels=False)  # test lists may give images alone
-        mapper = build_label_mapper(info)
+        list_path = resolve_split(read_plan(info, args.label_source).list_info, args.split, root).path
+        # test lists may give images alone
+        entries = read_entries(info, args.split, root, args.label_source, require_labels=False)
+        mapper = build_label_mapper(info, mode=args.label_source, data_root=root)
     except (RegistryError, ListFileError, TaxonomyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -59,6 +59,8 @@ class ValidationConfig:
 @dataclass
 class DataConfig:
     root: Optional[str] = None  # data root; null: $UNIFIEDSEG_DATA_ROOT
+    label_source: str = "prepared"  # prepared: files MSeg's preparation wrote | raw: the publishers' files, MSeg's relabeling on the fly
+    relabel_strict: bool = False  # raw: each relabel record changes only pixels of its original class (MSeg: all of the segment)
     generate_demo: bool = False  # write the demo datasets into root first when they are absent
     registry_files: list[str] = field(default_factory=list)  # extra dataset registry YAML files
     train_datasets: list[str] = field(default_factory=list)  # registry names, trained on together

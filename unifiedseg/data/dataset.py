@@ -18,10 +18,9 @@ import numpy as np
 import torch
 
 from unifiedseg.data.decode import BadSampleError, read_image
-from unifiedseg.data.labels import LabelMapper, build_label_mapper
+from unifiedseg.data.labels import LabelMapper, build_label_mapper, read_entries
 from unifiedseg.data.listfile import ListEntry
 from unifiedseg.data.registry import DatasetInfo
-from unifiedseg.data.splits import read_split
 from unifiedseg.data.transforms import TrainTransform, ValTransform, decode_reduction
 
 logger = logging.getLogger(__name__)
@@ -64,11 +63,14 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     @classmethod
     def from_registry(cls, info: DatasetInfo, split: str, data_root, *, converter=None, partial: bool = False,
-                      **kwargs) -> "SegmentationDataset":
+                      label_source: str = "prepared", strict_relabel: bool = False, **kwargs) -> "SegmentationDataset":
         """`converter=None` keeps the dataset's own label ids (oracle runs, evaluation in its own space);
-        `partial=True` keeps one-to-many classes for the partial-label loss."""
-        entries = read_split(info, split, data_root)
-        return cls(name=info.name, entries=entries, label_mapper=build_label_mapper(info, converter, partial), **kwargs)
+        `partial=True` keeps one-to-many classes for the partial-label loss; `label_source` reads the
+        files MSeg's preparation wrote (`prepared`) or the publisher's, relabeled on the fly (`raw`)."""
+        entries = read_entries(info, split, data_root, label_source)
+        mapper = build_label_mapper(info, converter, partial, mode=label_source, data_root=data_root,
+                                    strict_relabel=strict_relabel)
+        return cls(name=info.name, entries=entries, label_mapper=mapper, **kwargs)
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -94,13 +96,13 @@ class SegmentationDataset(torch.utils.data.Dataset):
 
     def load(self, index: int, key: SampleKey) -> dict:
         entry = self.entries[index]
-        label = self.label_mapper.read(entry.label)
+        read = self.label_mapper.read(entry)
         # uint8 ids are mapped after the warp, on the crop (a quarter of a 1080p frame): the warp only
         # moves ids and pads with 255, which every mapping sends to the space's ignore label (255 or
         # 65535). uint16 releases are mapped first.
-        map_after_warp = label.dtype == np.uint8 and isinstance(self.transform, TrainTransform)
-        if not map_after_warp:
-            label = self.label_mapper(label)
+        # Images with relabel edits are mapped first too (their segment masks are full size).
+        map_after_warp = read.disk.dtype == np.uint8 and not read.edits and isinstance(self.transform, TrainTransform)
+        label = read.disk if map_after_warp else self.label_mapper.map(read)
         if isinstance(self.transform, TrainTransform):
             rng = np.random.default_rng([self.seed, key.iteration, key.slot, index])
             params = self.transform.sample_params(label.shape, rng)

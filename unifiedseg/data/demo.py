@@ -655,6 +655,8 @@ def _write_dataset(spec: DemoDataset, root: Path, counts: dict[str, int], seed: 
 
 def registry_entries() -> dict[str, dict]:
     """The dataset-registry entries of the demo datasets, as `taxonomy/datasets/demo.yaml` holds them."""
+    made_by = "python tools/make_demo_data.py DIR (or data.generate_demo=true)"
     return {name: {"root": spec.root, "lists": dict(LIST_FILES), "num_classes": len(spec.class_names),
-                   "disk_taxonomy": spec.disk_taxonomy, "description": spec.description}
+                   "disk_taxonomy": spec.disk_taxonomy, "images_from": made_by, "labels_from": made_by,
+                   "description": spec.description}
             for name, spec in DEMO_DATASET_SPECS.items()}

@@ -11,7 +11,12 @@ class-name list, with no code change:
       num_classes: 12                 # checked against dataset_lists/my-dataset/my-dataset_names.txt
       disk_taxonomy: my-dataset-raw   # optional: the listed label files hold this release's ids, mapped
                                       # by taxonomy/remap/my-dataset-raw_to_my-dataset.tsv
-      label_format: id                # optional: id (PNG of ids, default) | palette | color (unifiedseg.data.decode)
+      label_source: id                # optional: how label files are read (unifiedseg.data.label_sources):
+                                      # id (PNG of ids, default) | palette | color | coco_panoptic | ...
+      raw: {from: my-dataset-raw, source: id, relabel: null}   # optional: data.label_source=raw reads the
+                                      # lists of entry `from` with that source and maps its ids to this
+                                      # dataset's through taxonomy/remap/ (chained), then applies MSeg's
+                                      # relabel records of group `relabel` (unifiedseg.data.relabel)
 
 MSeg's datasets name MSeg's split lists instead (`mseg_lists: NAME`, shipped with the project, see
 unifiedseg.data.splits); a list of name X lists label files in X's ids, so an entry reading X's lists
@@ -24,7 +29,7 @@ The registry refuses a name defined twice and lists the valid names on a miss.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from unifiedseg.paths import taxonomy_dir
@@ -33,10 +38,10 @@ from unifiedseg.utils.names import suggest
 
 DATA_ROOT_ENV = "UNIFIEDSEG_DATA_ROOT"
 REQUIRED_KEYS = ("root", "num_classes")
-OPTIONAL_KEYS = ("lists", "mseg_lists", "generated_lists", "disk_taxonomy", "label_format", "images_from",
+OPTIONAL_KEYS = ("lists", "mseg_lists", "generated_lists", "disk_taxonomy", "label_source", "raw", "images_from",
                  "labels_from", "description")
-LABEL_FORMATS = ("id", "palette", "color")
 GENERATED_LIST_KEYS = ("from_json", "image", "label")
+RAW_KEYS = ("from", "source", "release", "relabel", "segments_in")
 
 
 class RegistryError(ValueError):
@@ -54,6 +59,21 @@ class GeneratedList:
 
 
 @dataclass(frozen=True)
+class RawSpec:
+    """How `data.label_source=raw` reads a dataset from the publisher's files: the lists of entry
+    `from_entry` (resolved to `lists_of` when the registry loads), read with label source `source`
+    (default: that entry's), MSeg's relabel records of `relabel` (a group of unifiedseg.data.relabel),
+    class-id segments numbered in `segments_in` (default: the source's release)."""
+
+    from_entry: str
+    source: str | None = None
+    release: str | None = None  # the ids the source yields, when not the `from` entry's (COCO: 201 ids)
+    relabel: str | None = None
+    segments_in: str | None = None
+    lists_of: "DatasetInfo | None" = None
+
+
+@dataclass(frozen=True)
 class DatasetInfo:
     """One registry entry."""
 
@@ -64,7 +84,8 @@ class DatasetInfo:
     mseg_lists: str | None = None  # the shipped MSeg list set read for splits not in `lists`
     generated_lists: dict[str, GeneratedList] = field(default_factory=dict)
     disk_taxonomy: str | None = None
-    label_format: str = "id"
+    label_source: str = "id"
+    raw: RawSpec | None = None
     images_from: str = ""  # what brings the images (archive, publisher), for the status command
     labels_from: str = ""  # what writes the listed label files (archive or preparation step)
     description: str = ""
@@ -92,7 +113,20 @@ class DatasetRegistry:
         registry = cls()
         for path in files:
             registry.add_file(path)
+        registry.link_raw()
         return registry
+
+    def link_raw(self) -> None:
+        """Resolve each entry's `raw.from` to that entry (an unknown name is an error naming both)."""
+        for name, info in list(self.entries.items()):
+            if info.raw is None:
+                continue
+            if info.raw.from_entry not in self.entries:
+                names = sorted(self.entries)
+                raise RegistryError(f"{info.source}: dataset {name!r}: raw.from names unknown dataset {info.raw.from_entry!r}"
+                                    f"{suggest(info.raw.from_entry, names)}")
+            source = self.entries[info.raw.from_entry]
+            self.entries[name] = replace(info, raw=replace(info.raw, lists_of=replace(source, raw=None)))
 
     def add_file(self, path: Path) -> None:
         data = read_yaml_mapping(path, RegistryError, "a mapping of dataset name -> entry")
@@ -137,17 +171,40 @@ def _parse_entry(name: str, entry, path: Path) -> DatasetInfo:
     num_classes = entry["num_classes"]
     if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
         raise RegistryError(f"{where}: 'num_classes' must be a positive integer, got {num_classes!r}")
-    label_format = str(entry.get("label_format", "id"))
-    if label_format not in LABEL_FORMATS:
-        raise RegistryError(f"{where}: unknown label_format {label_format!r}{suggest(label_format, list(LABEL_FORMATS))}; "
-                            f"valid: {', '.join(LABEL_FORMATS)}")
+    label_source = _check_source(str(entry.get("label_source", "id")), where, "label_source")
+    return_raw = _parse_raw(entry.get("raw"), where)
     return DatasetInfo(name=name, root=str(entry["root"]), num_classes=num_classes,
                        lists={str(k): str(v) for k, v in lists.items()},
                        mseg_lists=str(entry["mseg_lists"]) if entry.get("mseg_lists") else None,
                        generated_lists=_parse_generated(entry.get("generated_lists") or {}, where),
-                       disk_taxonomy=entry.get("disk_taxonomy"), label_format=label_format,
+                       disk_taxonomy=entry.get("disk_taxonomy"), label_source=label_source, raw=return_raw,
                        images_from=str(entry.get("images_from", "")), labels_from=str(entry.get("labels_from", "")),
                        description=str(entry.get("description", "")), source=str(path))
+
+
+def _check_source(name: str, where: str, key: str) -> str:
+    from unifiedseg.data.label_sources import LABEL_SOURCES  # the sources register themselves on import
+
+    if name not in LABEL_SOURCES:
+        names = sorted(LABEL_SOURCES)
+        raise RegistryError(f"{where}: unknown {key} {name!r}{suggest(name, names)}; valid: {', '.join(names)}")
+    return name
+
+
+def _parse_raw(spec, where: str) -> RawSpec | None:
+    if spec is None:
+        return None
+    if not isinstance(spec, dict) or "from" not in spec:
+        raise RegistryError(f"{where}: 'raw' must be a mapping with 'from' (the entry whose lists to read) and "
+                            f"optionally {', '.join(RAW_KEYS[1:])}")
+    for key in spec:
+        if key not in RAW_KEYS:
+            raise RegistryError(f"{where}: unknown key raw.{key}{suggest(str(key), list(RAW_KEYS))}; valid: {', '.join(RAW_KEYS)}")
+    if spec.get("source") is not None:
+        _check_source(str(spec["source"]), where, "raw.source")
+    return RawSpec(from_entry=str(spec["from"]), source=spec.get("source"), release=spec.get("release"),
+                   relabel=spec.get("relabel"),
+                   segments_in=spec.get("segments_in"))
 
 
 def _parse_generated(spec, where: str) -> dict[str, GeneratedList]:

@@ -50,10 +50,10 @@ def dataset_stats(entries: list[ListEntry], mapper: LabelMapper, class_names: li
     images = np.zeros(size, dtype=np.int64)
     for entry in tqdm(entries, desc=f"stats {mapper.dataset}", unit="label", disable=not progress):
         try:
-            label = mapper.read(entry.label)
+            label = mapper.read_mapped(entry)
         except BadSampleError as err:
             raise BadSampleError(err.path, f"{err.problem} (dataset {mapper.dataset}, list line {entry.line})") from None
-        counts = np.bincount(mapper(label).reshape(-1), minlength=size)
+        counts = np.bincount(label.reshape(-1), minlength=size)
         pixels += counts
         images += counts > 0
     return ClassStats(list(class_names), pixels[:n].copy(), images[:n].copy(),

@@ -12,13 +12,13 @@ anything and stops with the table when a dataset it needs is incomplete.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from unifiedseg.data.decode import BadSampleError
-from unifiedseg.data.labels import build_label_mapper
+from unifiedseg.data.labels import build_label_mapper, read_plan
 from unifiedseg.data.listfile import ListEntry, ListFileError, read_first_entry, read_list
 from unifiedseg.data.registry import DatasetRegistry, RegistryError
 from unifiedseg.data.splits import available_splits, resolve_split
@@ -79,14 +79,17 @@ class _ExistsCache:
 
 
 def data_status(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True,
-                generate_lists: bool = True, mapper_for=None) -> list[SplitStatus]:
+                generate_lists: bool = True, mapper_for=None, label_source: str = "prepared") -> list[SplitStatus]:
     """One SplitStatus per request, in order. `generate_lists=False` leaves generated lists (COCO's
     train lists) that are not cached yet unbuilt and reports them as such. `mapper_for(info)` gives the
     LabelMapper that checks a label's ids (default: build_label_mapper on the shipped class lists; a
-    training run passes its converter's, whose TSV may bring its own class lists)."""
+    training run passes its converter's, whose TSV may bring its own class lists). `label_source=raw`
+    checks the publisher's files that raw mode reads (the lists of each entry's `raw.from`, the label
+    files its label source opens, e.g. polygon JSONs or .mat files)."""
     exists = _ExistsCache()
-    mapper_for = mapper_for or build_label_mapper
-    return [_split_status(registry, Path(data_root), request, exists, progress, generate_lists, mapper_for)
+    root = Path(data_root)
+    mapper_for = mapper_for or (lambda info: build_label_mapper(info, mode=label_source, data_root=root))
+    return [_split_status(registry, root, request, exists, progress, generate_lists, mapper_for, label_source)
             for request in requests]
 
 
@@ -97,15 +100,16 @@ def all_requests(registry: DatasetRegistry, datasets: list[str] | None = None, r
 
 
 def _split_status(registry, root: Path, request: SplitRequest, exists, progress: bool, generate: bool,
-                  mapper_for) -> SplitStatus:
+                  mapper_for, label_source: str) -> SplitStatus:
     status = SplitStatus(request.dataset, request.split, required=request.required, role=request.role)
     try:
-        info = registry.get(request.dataset)
+        dataset_info = registry.get(request.dataset)
+        info = read_plan(dataset_info, label_source).list_info  # whose lists and files are read
         resolved = resolve_split(info, request.split, root, generate=generate)
     except (RegistryError, ListFileError) as err:
         status.state, status.problem = NO_LIST, str(err)
         return status
-    status.list_origin = resolved.origin
+    status.list_origin = resolved.origin + (f" (raw: {info.name}'s files)" if info is not dataset_info else "")
     folder = info.folder(root)
     folder_present = exists(folder)
     if resolved.path is None:
@@ -137,6 +141,7 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
         return status
     if not has_labels:
         status.labels = None
+    label_file = _label_file_function(dataset_info, label_source, mapper_for)
     missing_image = missing_label = None
     bar = tqdm(entries, desc=f"status {info.name} {request.split}", unit="line", leave=False,
                disable=not progress or len(entries) < PROGRESS_MIN_LINES or not folder_present)
@@ -150,18 +155,29 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
             missing_image = entry
         if entry.label is None:
             continue
-        if exists(entry.label):
+        if exists(label_file(entry)):
             status.labels += 1
             first_label = first_label or entry
         elif missing_label is None:
-            missing_label = entry
+            missing_label = replace(entry, label=label_file(entry))  # the file raw mode opens
     if not folder_present:
         missing_image = entries[0]
     if folder_present:  # no folder, no release
         status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
-    _check_first_label(status, info, first_label, mapper_for)
+    _check_first_label(status, dataset_info, first_label, mapper_for)
     _judge(status, info, root, folder_present, missing_image, missing_label)
     return status
+
+
+def _label_file_function(info, label_source: str, mapper_for):
+    """The label file a list entry stands for: the listed path, or in raw mode the file the label source
+    opens (a polygon JSON beside a listed PNG name, a .mat file)."""
+    if label_source == "prepared":
+        return lambda entry: entry.label
+    try:
+        return mapper_for(info).source.label_file
+    except (RegistryError, TaxonomyError, ValueError):
+        return lambda entry: entry.label
 
 
 def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[str]:
@@ -189,13 +205,14 @@ def _check_first_label(status: SplitStatus, info, entry: ListEntry | None, mappe
         return
     try:
         mapper = mapper_for(info)
-    except TaxonomyError:
-        return  # no class list to check against (a dataset of a custom taxonomy): training reports it
+    except TaxonomyError as err:  # no class list to check the ids against
+        status.state, status.problem = BAD_LABELS, str(err)
+        return
     except RegistryError as err:
         status.state, status.problem = BAD_LABELS, str(err)
         return
     try:
-        mapper.read(entry.label)
+        mapper.read(entry)
     except BadSampleError as err:
         status.state = BAD_LABELS
         status.problem = f"list line {entry.line}: {err}"
@@ -266,9 +283,10 @@ def format_status(rows: list[SplitStatus], root) -> str:
 
 
 def require_data(registry: DatasetRegistry, data_root, requests: list[SplitRequest], progress: bool = True,
-                 mapper_for=None) -> None:
+                 mapper_for=None, label_source: str = "prepared") -> None:
     """Raise DataNotReadyError with the status table when a required split is not complete."""
-    rows = data_status(registry, data_root, requests, progress=progress, mapper_for=mapper_for)
+    rows = data_status(registry, data_root, requests, progress=progress, mapper_for=mapper_for,
+                       label_source=label_source)
     if any(row.required and not row.ok for row in rows):
         raise DataNotReadyError("the data this run needs is not complete (unifiedseg-data status shows the same):\n"
                                 + format_status(rows, data_root))

@@ -29,7 +29,7 @@ def check_sample(entry: ListEntry, mapper: LabelMapper) -> str | None:
         image = read_image(entry.image)
         if entry.label is None:  # an image-only (test) list
             return None
-        label = mapper.read(entry.label)
+        label = mapper.read_mapped(entry)  # relabel segments too: a record naming a missing one is bad
     except BadSampleError as err:
         return str(err)
     if image.shape[:2] != label.shape:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config, to_plain
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
-from unifiedseg.data.labels import build_label_mapper
+from unifiedseg.data.labels import LABEL_MODES, build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
@@ -111,12 +111,15 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
 
     # The data first: a missing dataset is reported as one table before any model is built.
+    if cfg.data.label_source not in LABEL_MODES:
+        raise ValueError(f"data.label_source must be one of {', '.join(LABEL_MODES)}, got {cfg.data.label_source!r}")
     converter = training_converter(cfg)
     num_classes = converter.num_classes
     root = prepare_data_root(cfg, dist)
     registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
     if dist.is_main:  # one process stats the files (a launcher stops the others when it fails)
-        require_data(registry, root, data_requests(cfg), mapper_for=lambda info: build_label_mapper(info, converter))
+        require_data(registry, root, data_requests(cfg), label_source=cfg.data.label_source,
+                     mapper_for=lambda info: build_label_mapper(info, converter, mode=cfg.data.label_source, data_root=root))
     loss_cfg = to_plain(cfg.loss)
     unknown = [k for k in loss_cfg if k not in LOSS_KEYS]
     if unknown:
@@ -129,7 +132,8 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     train_sets = [SegmentationDataset.from_registry(
         registry.get(name), cfg.data.train_split, root, converter=converter, partial=loss_set.needs_partial_labels,
         transform=transform, on_bad_sample=cfg.data.on_bad_sample, seed=cfg.train.seed,
-        reduced_decoding=cfg.data.reduced_decoding) for name in cfg.data.train_datasets]
+        reduced_decoding=cfg.data.reduced_decoding, label_source=cfg.data.label_source,
+        strict_relabel=cfg.data.relabel_strict) for name in cfg.data.train_datasets]
     multi = MultiDataset(train_sets)
     accumulate = cfg.train.accumulate_grad
     if accumulate < 1:
@@ -269,7 +273,9 @@ def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dic
     transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
                              std=tuple(cfg.data.augmentation.std))
     return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,
-                                                    transform=transform, on_bad_sample=cfg.data.on_bad_sample)
+                                                    transform=transform, on_bad_sample=cfg.data.on_bad_sample,
+                                                    label_source=cfg.data.label_source,
+                                                    strict_relabel=cfg.data.relabel_strict)
             for name in names}
 
 

@@ -22,6 +22,8 @@ DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 
 def resolve_amp(amp: str, opt_level: str | None) -> str:
     """The amp mode from `train.amp` and `train.opt_level`; errors name the bad value and the valid ones."""
+    if amp is False or amp == "False":  # YAML 1.1 reads an unquoted `amp: off` (or train.amp=off) as false
+        amp = "off"
     if amp not in AMP_MODES:
         raise ValueError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
     if opt_level is None:

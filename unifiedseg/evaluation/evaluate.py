@@ -60,7 +60,7 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
     chosen = entries if max_images is None else entries[:max_images]
     for entry in tqdm(chosen, desc=f"test {name}", unit="img", disable=not progress):
         try:
-            label = mapper.read(entry.label)
+            label = mapper.read_mapped(entry)
             image = read_image(entry.image)
             if image.shape[:2] != label.shape:
                 raise BadSampleError(entry.image, f"image is {image.shape[0]}x{image.shape[1]} but its label "
@@ -74,7 +74,7 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
             continue
         pred = predict(image)
         result.matrix.update(torch.from_numpy(np.asarray(pred).astype(np.int64)),
-                             torch.from_numpy(mapper(label).astype(np.int64)))
+                             torch.from_numpy(label.astype(np.int64)))
         result.images += 1
     return result
 

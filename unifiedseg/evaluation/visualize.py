@@ -30,7 +30,7 @@ import numpy as np
 from unifiedseg.constants import (IGNORE_INDEX, MAX_CLASSES, MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX, ignore_index_for,
                                   label_dtype)
 from unifiedseg.paths import taxonomy_dir
-from unifiedseg.taxonomy.table import TaxonomyError, load_names, read_palette
+from unifiedseg.taxonomy.table import TaxonomyError, load_names, names_file, read_palette
 from unifiedseg.utils.fileio import atomic_write
 from unifiedseg.utils.names import suggest
 
@@ -137,13 +137,13 @@ def palette_for(dataset_or_names: str | Sequence[str], num_classes: int | None =
         return generated_palette(len(names))
     dataset = dataset_or_names
     if num_classes is None:
-        names_file = dataset_lists_dir() / dataset / f"{dataset}_names.txt"
-        if not names_file.exists():
+        names_path = names_file(dataset)
+        if not names_path.exists():
             known = sorted(p.name for p in dataset_lists_dir().iterdir() if p.is_dir()) \
                 if dataset_lists_dir().is_dir() else []
-            raise TaxonomyError(f"no class-name list {names_file} for dataset {dataset!r}{suggest(dataset, known)}; "
+            raise TaxonomyError(f"no class-name list {names_path} for dataset {dataset!r}{suggest(dataset, known)}; "
                                 f"datasets with lists: {', '.join(known) or 'none'} (or pass num_classes)")
-        num_classes = len(load_names(names_file))
+        num_classes = len(load_names(names_path))
     path = palette_file(dataset)
     if path is None:
         return generated_palette(num_classes)

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
-from unifiedseg.constants import IGNORE_INDEX
+from unifiedseg.constants import IGNORE_INDEX, ignore_index_of, label_dtype
 from unifiedseg.paths import taxonomy_dir
-from unifiedseg.taxonomy.table import UNLABELED, TaxonomyError, load_names, suggest
+from unifiedseg.taxonomy.table import UNLABELED, TaxonomyError, dataset_names, suggest
 
 
 def remap_table_path(src: str, dst: str, folder: Path | None = None) -> Path:
@@ -46,7 +46,13 @@ def load_release_lut(src: str, dst: str, src_names: list[str], dst_names: list[s
             raise TaxonomyError(f"{path}:{number}: expected 2 tab-separated fields, got {len(fields)}: {line!r}")
         src_name, dst_name = fields
         if src_name == UNLABELED:
-            continue  # the line for id 255 itself, which always stays 255
+            # id 255 always stays 255; a class of the release named `unlabeled` (PASCAL-Context's id 0)
+            # goes where this line says (MSeg maps it to `background` there)
+            unlabeled_target = IGNORE_INDEX if dst_name == UNLABELED else dst_ids.get(dst_name)
+            if unlabeled_target is None:
+                raise TaxonomyError(f"{path}:{number}: {dst} has no class {dst_name!r}{suggest(dst_name, dst_names)}")
+            target[src_name] = unlabeled_target
+            continue
         if src_name not in src_names:
             raise TaxonomyError(f"{path}:{number}: {src} has no class {src_name!r}{suggest(src_name, src_names)}")
         if dst_name == UNLABELED:
@@ -65,9 +71,62 @@ def load_release_lut(src: str, dst: str, src_names: list[str], dst_names: list[s
     return lut
 
 
+def identity_lut(num_classes: int) -> np.ndarray:
+    """Ids to themselves: uint8 (255 ignored), or uint16 above 255 classes (65535 ignored)."""
+    dtype = label_dtype(num_classes)
+    lut = np.full(max(256, num_classes), ignore_index_of(dtype), dtype=dtype)
+    lut[:num_classes] = np.arange(num_classes)
+    return lut
+
+
+def remap_path(src: str, dst: str, folder: Path | None = None) -> list[str]:
+    """The releases from `src` to `dst` through the remap tables (shortest chain), e.g. cityscapes-34,
+    cityscapes-19, cityscapes-19-relabeled."""
+    folder = folder or taxonomy_dir() / "remap"
+    edges: dict[str, list[str]] = {}
+    for table in sorted(folder.glob("*_to_*.tsv")):
+        a, b = table.stem.split("_to_", 1)
+        edges.setdefault(a, []).append(b)
+    previous = {src: None}
+    frontier = [src]
+    while frontier and dst not in previous:
+        following = []
+        for name in frontier:
+            for nxt in edges.get(name, []):
+                if nxt not in previous:
+                    previous[nxt] = name
+                    following.append(nxt)
+        frontier = following
+    if dst not in previous:
+        reachable = sorted(n for n in previous if n != src)
+        raise TaxonomyError(f"no chain of remap tables in {folder} leads from {src} to {dst}"
+                            f"{'; from ' + src + ' they reach: ' + ', '.join(reachable) if reachable else ''}")
+    path = [dst]
+    while path[-1] != src:
+        path.append(previous[path[-1]])
+    return path[::-1]
+
+
+def chain_release_lut(src: str, dst: str, src_names: list[str], dst_names: list[str], names_dir: Path | None = None,
+                      folder: Path | None = None) -> np.ndarray:
+    """One table from `src` ids to `dst` ids through the chain of remap tables (identity when they are
+    the same release; ids keep their dtype, uint16 above 255 classes)."""
+    if src == dst:
+        return identity_lut(len(src_names))
+    names_dir = names_dir or taxonomy_dir() / "dataset_lists"
+    releases = remap_path(src, dst, folder)
+    lut, names = None, src_names
+    for a, b in zip(releases, releases[1:]):
+        b_names = dst_names if b == dst else dataset_names(b, names_dir)
+        step = load_release_lut(a, b, names, b_names, folder)
+        lut = step if lut is None else step[lut]
+        names = b_names
+    return lut
+
+
 def release_lut(src: str, dst: str, names_dir: Path | None = None, folder: Path | None = None) -> np.ndarray:
     """`release_lut("cityscapes-34", "cityscapes-19")`: the remap table with the shipped names lists."""
     names_dir = names_dir or taxonomy_dir() / "dataset_lists"
-    src_names = load_names(names_dir / src / f"{src}_names.txt")
-    dst_names = load_names(names_dir / dst / f"{dst}_names.txt")
+    src_names = dataset_names(src, names_dir)
+    dst_names = dataset_names(dst, names_dir)
     return load_release_lut(src, dst, src_names, dst_names, folder)

@@ -108,6 +108,16 @@ def load_names(path: Path) -> list[str]:
     return lines
 
 
+def names_file(dataset: str, names_dir: Path | None = None) -> Path:
+    """`dataset_lists/NAME/NAME_names.txt` of the shipped taxonomy folder (or of `names_dir`)."""
+    return (names_dir or taxonomy_dir() / "dataset_lists") / dataset / f"{dataset}_names.txt"
+
+
+def dataset_names(dataset: str, names_dir: Path | None = None) -> list[str]:
+    """The class names of a dataset (shipped list, or the one in `names_dir`)."""
+    return load_names(names_file(dataset, names_dir))
+
+
 def read_palette(path) -> np.ndarray:
     """(N, 3) uint8 from a colours file: line i is "R G B" (integers 0-255) of class id i; at most
     MAX_WIDE_CLASSES lines."""

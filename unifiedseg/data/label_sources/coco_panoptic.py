@@ -1,0 +1,140 @@
+"""`coco_panoptic`: COCO panoptic PNGs read as semantic ids through the JSON's `segments_info`.
+
+List entries are `images/{s}2017/ID.jpg annotations/panoptic_{s}2017/ID.png`; the JSON beside that
+folder, `annotations/panoptic_{s}2017.json`, lists for each PNG (`file_name`) its segments (`id`,
+`category_id`). A pixel's segment id is R + 256 G + 65536 B of the RGB PNG; it takes the category id of
+its segment (the coco-panoptic-201 ids are COCO's category ids, 1-200), and VOID (0) or any id the
+JSON does not list stays 255 (unlabeled), as MSeg's preparation wrote `semantic_annotations201/`
+(mseg-api `dump_coco_semantic_labels.py`). That preparation aborts on a listed segment with no pixel
+or listed twice, so those are errors here too.
+
+A relabel record's segment is a panoptic segment id; one the image's `segments_info` does not list is an
+error (MSeg's preparation fails there as well).
+
+Each JSON is parsed once per process (`panoptic_train2017.json` is large) and kept as a compact index:
+file name -> (segment ids, category ids).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.label_sources.base import LabelSource, RawLabel, empty_segment_error, register_label_source
+from unifiedseg.data.label_sources.files import is_int, read_color_png, read_json
+from unifiedseg.data.listfile import ListEntry
+
+UNLABELED = 255
+NUM_CATEGORIES = 200  # COCO panoptic category ids are 1-200 (coco-panoptic-201 index 0 is unlabeled)
+
+# JSON path -> ((mtime_ns, size), index or the BadSampleError that reading it raised)
+_INDEX_CACHE: dict[str, tuple[tuple[int, int], object]] = {}
+_INDEX_LOCK = threading.Lock()
+
+
+def panoptic_json(label: Path) -> Path:
+    """`.../annotations/panoptic_{s}2017/ID.png` -> `.../annotations/panoptic_{s}2017.json`."""
+    return label.parent.parent / f"{label.parent.name}.json"
+
+
+def load_panoptic_index(path: Path) -> dict:
+    """file_name -> int64 array (n, 2) of (segment id, category id), or a string saying what is wrong
+    with that image's entry; parsed once per process and file version. A file that cannot be parsed
+    raises the same BadSampleError on every call without being read again."""
+    key = str(path)
+    try:
+        stat = os.stat(path)
+    except FileNotFoundError:
+        raise BadSampleError(path, "file does not exist (COCO panoptic annotations JSON)") from None
+    except OSError as err:
+        raise BadSampleError(path, f"cannot read: {err.strerror}") from None
+    version = (stat.st_mtime_ns, stat.st_size)
+    with _INDEX_LOCK:
+        cached = _INDEX_CACHE.get(key)
+        if cached is None or cached[0] != version:
+            try:
+                index = _build_index(path, read_json(path))
+            except BadSampleError as err:
+                index = err
+            _INDEX_CACHE[key] = cached = (version, index)
+    if isinstance(cached[1], BadSampleError):
+        raise cached[1]
+    return cached[1]
+
+
+def _build_index(path: Path, document) -> dict:
+    if not isinstance(document, dict) or not isinstance(document.get("annotations"), list):
+        raise BadSampleError(path, "not a COCO panoptic annotations file (no 'annotations' list)")
+    index = {}
+    for number, annotation in enumerate(document["annotations"]):
+        if not isinstance(annotation, dict) or not isinstance(annotation.get("file_name"), str):
+            raise BadSampleError(path, f"annotations[{number}] has no 'file_name'")
+        index[annotation["file_name"]] = _segments(annotation)  # a repeated file name: the last wins, as in MSeg
+    return index
+
+
+def _segments(annotation: dict):
+    segments = annotation.get("segments_info")
+    if not isinstance(segments, list):
+        return "has no 'segments_info' list"
+    table = np.empty((len(segments), 2), dtype=np.int64)
+    for number, segment in enumerate(segments):
+        if not isinstance(segment, dict):
+            return f"segments_info[{number}] is not an object"
+        segment_id, category = segment.get("id"), segment.get("category_id")
+        if not is_int(segment_id) or not 0 <= segment_id < 1 << 24:
+            return f"segments_info[{number}] has no integer 'id' in 0-{(1 << 24) - 1} (got {segment_id!r})"
+        if category is None:
+            return f"segments_info[{number}] (segment {segment_id}) has no 'category_id'"
+        if not is_int(category) or not 1 <= category <= NUM_CATEGORIES:
+            return (f"segments_info[{number}] (segment {segment_id}) has category_id {category!r}, "
+                    f"outside COCO panoptic's 1-{NUM_CATEGORIES}")
+        table[number] = segment_id, category
+    return table
+
+
+def panoptic_ids(path) -> np.ndarray:
+    """The segment id of each pixel of a COCO panoptic PNG: R + 256 G + 65536 B, uint32."""
+    rgb = read_color_png(path).astype(np.uint32)
+    return rgb[:, :, 0] + (rgb[:, :, 1] << 8) + (rgb[:, :, 2] << 16)
+
+
+@register_label_source("coco_panoptic")
+class CocoPanoptic(LabelSource):
+    def read(self, entry: ListEntry) -> RawLabel:
+        path = self.label_file(entry)
+        json_path = panoptic_json(path)
+        file_name = f"{path.stem}.png"
+        table = load_panoptic_index(json_path).get(file_name)
+        if table is None:
+            raise BadSampleError(path, f"{file_name} is not among the annotations of {json_path}")
+        if isinstance(table, str):
+            raise BadSampleError(json_path, f"the annotation of {file_name} {table}")
+        ids = panoptic_ids(path)
+        segment_ids, categories = table[:, 0], table[:, 1]
+        present, inverse = np.unique(ids, return_inverse=True)
+        order = np.argsort(segment_ids, kind="stable")
+        sorted_ids = segment_ids[order]
+        repeated = sorted_ids[1:][sorted_ids[1:] == sorted_ids[:-1]]
+        if repeated.size:
+            raise BadSampleError(json_path, f"the segments_info of {file_name} lists segment {int(repeated[0])} twice")
+        missing = segment_ids[~np.isin(segment_ids, present)]
+        if missing.size:
+            raise BadSampleError(path, f"segment {int(missing[0])} of {json_path.name}'s segments_info has no pixel "
+                                       f"in the PNG")
+        position = np.minimum(np.searchsorted(sorted_ids, present), max(len(sorted_ids) - 1, 0))
+        listed = sorted_ids[position] == present if len(sorted_ids) else np.zeros(len(present), dtype=bool)
+        category_of_present = np.full(len(present), UNLABELED, dtype=np.uint8)
+        category_of_present[listed] = categories[order][position[listed]]
+        semantic = category_of_present[inverse.reshape(-1)].reshape(ids.shape)
+        return RawLabel(semantic, {"panoptic": ids, "segments": frozenset(segment_ids.tolist()), "json": json_path})
+
+    def segment_mask(self, entry: ListEntry, label: RawLabel, segment: int) -> np.ndarray:
+        if segment not in label.context["segments"]:
+            raise empty_segment_error(self.label_file(entry), segment,
+                                      f"the segments_info of {label.context['json']} for this PNG does not list it")
+        return label.context["panoptic"] == segment
