@@ -1,0 +1,73 @@
+"""The status command and training on the publishers' files (data.label_source=raw)."""
+
+import json
+
+import pytest
+
+import raw_trees
+from unifiedseg.cli import data as data_cli
+
+
+@pytest.fixture
+def raw_root(tmp_path, monkeypatch):
+    monkeypatch.setenv("UNIFIEDSEG_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "mseg_dataset"
+    raw_trees.build(root, ("cityscapes", "idd"))
+    return root
+
+
+def status(root, *args, capsys):
+    code = data_cli.main(["status", "--root", str(root), "--no-progress", "--json", *args])
+    return code, {(row["dataset"], row["split"]): row for row in json.loads(capsys.readouterr().out)["splits"]}
+
+
+def test_raw_status_checks_the_publishers_files(raw_root, capsys):
+    datasets = ["cityscapes-19-relabeled", "idd-39-relabeled"]
+    code, rows = status(raw_root, "--label-source", "raw", "--datasets", *datasets, "--splits", "train", "val",
+                        capsys=capsys)
+    assert code == 0, rows
+    idd = rows["idd-39-relabeled", "train"]
+    assert idd["state"] == "ok" and idd["labels"] == idd["listed"] > 0
+    assert "raw: idd-40's files" in idd["list_origin"]
+    # raw IDD labels are its polygon JSONs: one removed is the first missing file
+    json_file = next((raw_root / "IDD" / "IDD_Segmentation" / "gtFine" / "train").rglob("*_polygons.json"))
+    json_file.unlink()
+    code, rows = status(raw_root, "--label-source", "raw", "--datasets", "idd-39-relabeled", "--splits", "train",
+                        capsys=capsys)
+    assert code == 1
+    assert rows["idd-39-relabeled", "train"]["state"] == "incomplete"
+    assert str(json_file) in rows["idd-39-relabeled", "train"]["first_missing"]
+
+
+def test_prepared_status_of_a_raw_tree_says_which_release_is_there(raw_root, capsys):
+    code, rows = status(raw_root, "--datasets", "cityscapes-19", "--splits", "train", capsys=capsys)
+    assert code == 1
+    row = rows["cityscapes-19", "train"]
+    assert row["state"] == "missing" or row["state"] == "incomplete"
+    assert "cityscapes-34" in row["releases_on_disk"]
+    assert "labels of cityscapes-34" in row["hint"]
+
+
+def test_training_reads_the_publishers_files(raw_root, tmp_path):
+    """One step of MSeg's unified taxonomy on raw Cityscapes and IDD: polygons rasterised, records applied."""
+    from unifiedseg.cli import train as train_cli
+
+    work_dir = tmp_path / "run"
+    code = train_cli.main([
+        "--config", "config/train/demo/city.yaml", f"work_dir={work_dir}", f"data.root={raw_root}",
+        "data.generate_demo=false", "taxonomy.tsv=mseg", "data.train_datasets=[cityscapes-19-relabeled,idd-39-relabeled]",
+        "data.label_source=raw", "data.num_workers=0", "data.batch_size=2", "train.max_iters=1",
+        "schedule.warmup_iters=1", "train.checkpoint_interval=0", "data.val.max_images=1", "data.val.interval=0"])
+    assert code == 0
+    metrics = json.loads((work_dir / "final_metrics.json").read_text())
+    assert set(metrics["datasets"]) == {"cityscapes-19-relabeled", "idd-39-relabeled"}
+    assert "  label_source: raw\n" in (work_dir / "config.yaml").read_text()
+
+
+def test_an_unknown_label_source_is_refused_before_anything_is_built(tmp_path, capsys):
+    from unifiedseg.cli import train as train_cli
+
+    code = train_cli.main(["--config", "config/train/demo/city.yaml", f"work_dir={tmp_path / 'run'}",
+                           "data.label_source=rwa"])
+    assert code != 0
+    assert "data.label_source must be one of prepared, raw, got 'rwa'" in capsys.readouterr().err
