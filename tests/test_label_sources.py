@@ -92,8 +92,7 @@ def test_coco_panoptic_semantic_ids_and_segments(coco):
                          [92, 92, 255, 255, 255]], dtype=np.uint8)
     assert label.ids.dtype == np.uint8
     np.testing.assert_array_equal(label.ids, expected)
-    assert label.context["panoptic"].dtype == np.uint32
-    np.testing.assert_array_equal(label.context["panoptic"], ids)
+    np.testing.assert_array_equal(coco_module.panoptic_ids(item.label), ids)  # R + 256 G + 65536 B, as uint32
     np.testing.assert_array_equal(src.segment_mask(item, label, BIG), ids == BIG)
     np.testing.assert_array_equal(src.segment_mask(item, label, 7), ids == 7)
     assert src.label_file(item) == item.label
@@ -206,6 +205,23 @@ def test_ade20k_full_label_and_nearest_resized_instances(ade):
         with pytest.raises(BadSampleError, match=f"ADE_train_00000001_seg.png: relabel record names segment {missing}, "
                                                  f"but no pixel of its B channel \\(resized to the label's 6x4\\)"):
             src.segment_mask(item, label, missing)
+
+
+def test_ade20k_instances_are_cached_and_refreshed(ade, tmp_path, monkeypatch):
+    from unifiedseg.data.label_sources.ade20k_full import resized_instances
+
+    monkeypatch.setenv("UNIFIEDSEG_CACHE_DIR", str(tmp_path / "cache"))
+    folder, item, _, blue = ade
+    seg = tmp_path / "ADE20K/ADE20K_2016_07_26/images/training/a/abbey/ADE_train_00000001_seg.png"
+    first = resized_instances(seg, (4, 6))
+    cached = list((tmp_path / "cache" / "ade20k_instances").rglob("*.png"))
+    assert len(cached) == 1
+    np.testing.assert_array_equal(resized_instances(seg, (4, 6)), first)  # read back from the cache
+    np.testing.assert_array_equal(first, blue[::3, ::3])
+    changed = np.zeros_like(cv2.imread(str(seg)))
+    changed[..., 0] = 9  # B (OpenCV writes BGR): instance 9 everywhere
+    cv2.imwrite(str(seg), changed)
+    assert (resized_instances(seg, (4, 6)) == 9).all()  # a changed file is not served from the cache
 
 
 def test_ade20k_full_missing_seg_file(ade, tmp_path):

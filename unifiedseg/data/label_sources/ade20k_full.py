@@ -14,6 +14,8 @@ The full release's tree is walked once per process (and folder) to find each ima
 
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
 import threading
 from pathlib import Path
@@ -26,6 +28,10 @@ from unifiedseg.data.label_sources.base import RawLabel, empty_segment_error, re
 from unifiedseg.data.label_sources.files import read_color_png
 from unifiedseg.data.label_sources.simple import IdPng
 from unifiedseg.data.listfile import ListEntry
+from unifiedseg.paths import cache_dir
+from unifiedseg.utils.fileio import atomic_write
+
+logger = logging.getLogger(__name__)
 
 FULL_RELEASE = "ADE20K_2016_07_26"
 SEG_SUFFIX = "_seg.png"
@@ -92,12 +98,34 @@ class Ade20kFull(IdPng):
         instances = label.context.get("instances")
         if instances is None:
             path = label.context["seg_file"] = self.seg_file(entry)
-            blue = np.ascontiguousarray(read_color_png(path)[:, :, 2])
-            height, width = label.ids.shape
-            instances = label.context["instances"] = cv2.resize(blue, (width, height), interpolation=cv2.INTER_NEAREST)
+            instances = label.context["instances"] = resized_instances(path, label.ids.shape)
         mask = instances == segment if 0 <= segment <= 255 else np.zeros(instances.shape, dtype=bool)
         if not mask.any():
             raise empty_segment_error(label.context["seg_file"], segment,
                                       f"no pixel of its B channel (resized to the label's {instances.shape[1]}x"
                                       f"{instances.shape[0]}) has that value")
         return mask
+
+
+def resized_instances(path: Path, shape: tuple[int, int]) -> np.ndarray:
+    """The B channel of a full-release `*_seg.png`, nearest-resized to the label's size (MSeg's
+    instance mask). Decoding the full-resolution colour PNG is most of a crop's cost, so the resized
+    channel is cached as a small PNG under unifiedseg.paths.cache_dir(), keyed by the file's path, size
+    and modification time (a changed file is read again; an unwritable cache is only slower)."""
+    stat = path.stat()
+    key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{shape}".encode()).hexdigest()
+    cached = cache_dir() / "ade20k_instances" / key[:2] / f"{key}.png"
+    if cached.is_file():
+        instances = cv2.imread(str(cached), cv2.IMREAD_UNCHANGED)
+        if instances is not None and instances.shape == shape:
+            return instances
+    blue = np.ascontiguousarray(read_color_png(path)[:, :, 2])
+    height, width = shape
+    instances = cv2.resize(blue, (width, height), interpolation=cv2.INTER_NEAREST)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        encoded = cv2.imencode(".png", instances)[1]
+        atomic_write(cached, lambda handle: handle.write(encoded.tobytes()))
+    except OSError as err:
+        logger.debug("cannot cache ADE20K instances in %s: %s", cached, err)
+    return instances
