@@ -13,6 +13,7 @@ from pathlib import Path
 from unifiedseg.cli.test import build_parser, run
 from unifiedseg.config import load_config
 from unifiedseg.engine.launch import run_training
+from unifiedseg.evaluation.metrics import format_metric
 
 REPO = Path(__file__).resolve().parent.parent
 RUNS = [  # (name, config, what it was trained on)
@@ -48,8 +49,8 @@ def main(argv=None) -> int:
     lines = ["| model | trained on | demo-camvid mIoU | " + " | ".join(classes) + " |",
              "|---|---|---|" + "---|" * len(classes)]
     for name, trained_on, miou, iou in rows:
-        lines.append(f"| {name} | {trained_on} | **{100 * miou:.1f}** | "
-                     + " | ".join(f"{100 * iou[c]:.0f}" for c in classes) + " |")
+        lines.append(f"| {name} | {trained_on} | **{format_metric(miou)}** | "
+                     + " | ".join(format_metric(iou[c], digits=0) for c in classes) + " |")
     table = "\n".join(lines)
     minutes = (time.perf_counter() - start) / 60
     Path(args.work_root).mkdir(parents=True, exist_ok=True)

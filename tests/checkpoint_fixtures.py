@@ -8,7 +8,7 @@ import torch
 
 from unifiedseg.config import load_config
 from unifiedseg.engine.checkpoint import MODEL_IDENTITY_KEYS, save_checkpoint
-from unifiedseg.engine.launch import build_model_for, training_converter
+from unifiedseg.config.builders import build_model_for, training_converter
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "train" / "demo" / "unified.yaml"

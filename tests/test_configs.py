@@ -7,7 +7,7 @@ import pytest
 
 from unifiedseg.config import load_config, to_plain
 from unifiedseg.engine.launch import run_training
-from unifiedseg.engine.precision import resolve_amp
+from unifiedseg.utils.precision import resolve_amp
 from unifiedseg.losses import build_losses
 from unifiedseg.optim import check_optimizer_cfg, check_schedule_cfg
 from unifiedseg.taxonomy import build_converter

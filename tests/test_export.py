@@ -15,9 +15,9 @@ from torch import nn
 
 from checkpoint_fixtures import DEMO_CONFIG, one_thread, write_untrained_checkpoint  # noqa: F401 (autouse fixture)
 from unifiedseg.cli.export import main as export_main
-from unifiedseg.export import (ExportError, ProbabilityModel, export_onnx, export_torchscript, read_onnx_metadata,
-                               read_torchscript_metadata)
 from unifiedseg.inference import Predictor
+from unifiedseg.inference.export import (ExportError, ProbabilityModel, export_onnx, export_torchscript,
+                                         read_onnx_metadata, read_torchscript_metadata)
 
 # TorchScript's own functions warn that they are deprecated at every use
 pytestmark = pytest.mark.filterwarnings("ignore:`torch.jit.*deprecated:FutureWarning")

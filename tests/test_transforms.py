@@ -8,9 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from unifiedseg.constants import IGNORE_INDEX
+from unifiedseg.constants import IGNORE_INDEX, IMAGENET_MEAN
 from unifiedseg.data.transforms import (
-    IMAGENET_MEAN,
     REDUCED_DECODE_FLAGS,
     AugParams,
     TrainTransform,

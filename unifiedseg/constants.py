@@ -1,5 +1,8 @@
 """Project-wide constants, defined once, and the rule that picks a label map's dtype and ignore label.
 
+Besides the label-map rule below: the ImageNet normalisation every config and transform defaults to,
+and the class-weight methods that dataset statistics files hold and loss configs name.
+
 A label map holds class ids 0..N-1 and one ignore label for pixels that no loss or metric counts:
 unlabeled pixels, classes mapped nowhere, classes whose universal class is ambiguous, and the padding
 of crops. The ignore label is the largest value of the map's dtype. Label spaces of at most 255
@@ -12,15 +15,25 @@ have one dtype whether or not a run trains with the partial-label loss.
 
 import numpy as np
 
+from unifiedseg.utils.checks import is_int
+
 IGNORE_INDEX = 255  # the ignore label of uint8 label maps
 WIDE_IGNORE_INDEX = 65535  # the ignore label of uint16 label maps
 MAX_CLASSES = IGNORE_INDEX  # label values a uint8 map holds (ids 0..254)
 MAX_WIDE_CLASSES = WIDE_IGNORE_INDEX  # label values a uint16 map holds (ids 0..65534)
 
+# ImageNet's per-channel RGB mean and std on the 0-255 pixel scale (data.augmentation.mean / std).
+IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
+IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+
+# Class-weight methods: tools/dataset_stats.py writes one list per method, `class_weight: PATH.json:METHOD`
+# reads one (inverse frequency, median frequency balancing).
+WEIGHT_METHODS = ("inverse", "median")
+
 
 def label_dtype(num_values: int) -> np.dtype:
     """The dtype of label maps holding ids 0..num_values-1 and their ignore label."""
-    if isinstance(num_values, bool) or not isinstance(num_values, (int, np.integer)) or num_values < 0:
+    if not is_int(num_values) or num_values < 0:
         raise ValueError(f"num_values must be a count >= 0, got {num_values!r}")
     if num_values <= MAX_CLASSES:
         return np.dtype(np.uint8)

@@ -10,11 +10,12 @@ import json
 import sys
 
 from unifiedseg.cli.common import add_dataset_arguments, load_registry_and_root
+from unifiedseg.constants import WEIGHT_METHODS
 from unifiedseg.data.labels import build_label_mapper, read_entries
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
-from unifiedseg.data.stats import WEIGHT_METHODS, class_weights, dataset_stats, unified_stats
+from unifiedseg.data.stats import class_weights, dataset_stats, unified_stats
 from unifiedseg.taxonomy import TaxonomyConverter, TaxonomyError, TaxonomyTable
 from unifiedseg.taxonomy.table import dataset_names
 from unifiedseg.utils.fileio import atomic_write_text

@@ -89,7 +89,7 @@ def find_inputs(path: Path) -> tuple[str, list[Path]]:
 
 def output_palette(predictor):
     """The palette of the predictor's output space: the test dataset's or oracle dataset's file, else generated."""
-    from unifiedseg.evaluation.visualize import palette_for
+    from unifiedseg.drawing import palette_for
 
     count = len(predictor.class_names)
     if predictor.output_dataset is not None:
@@ -104,7 +104,7 @@ def segment_images(predictor, images: list[Path], output: Path, *, palette, alph
     from tqdm import tqdm
 
     from unifiedseg.data.decode import BadSampleError, read_image
-    from unifiedseg.evaluation.visualize import overlay_with_legend, save_label_png, write_image
+    from unifiedseg.drawing import overlay_with_legend, save_label_png, write_image
 
     written, skipped = 0, []
     for path in tqdm(images, desc="demo", unit="image"):
@@ -128,7 +128,7 @@ def segment_video(predictor, video: Path, output: Path, *, palette, alpha: float
     import cv2
     from tqdm import tqdm
 
-    from unifiedseg.evaluation.visualize import overlay_with_legend
+    from unifiedseg.drawing import overlay_with_legend
 
     capture = cv2.VideoCapture(str(video))
     if not capture.isOpened():

@@ -1,5 +1,5 @@
 """`python tools/export.py --config FILE --checkpoint CKPT --format onnx|torchscript --output FILE`: export a
-trained model as one module from RGB images to class probabilities (see unifiedseg/export.py).
+trained model as one module from RGB images to class probabilities (see unifiedseg/inference/export.py).
 
 The exported module takes a float32 (N, 3, H, W) batch of RGB values 0-255 (normalisation is inside)
 and returns (N, C, H, W) probabilities: of the model's own classes, or with `--test-dataset D` of D's
@@ -18,7 +18,7 @@ from pathlib import Path
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from unifiedseg.export import FORMATS, ONNX_EXPORTERS
+    from unifiedseg.inference.export import FORMATS, ONNX_EXPORTERS
 
     parser = argparse.ArgumentParser(
         description="Export a trained segmentation model to ONNX or TorchScript.\n\n"
@@ -66,8 +66,8 @@ def main(argv=None) -> int:
 
     from unifiedseg.config import ConfigError, load_config
     from unifiedseg.engine.checkpoint import CheckpointError
-    from unifiedseg.export import ExportError, export_onnx, export_torchscript
     from unifiedseg.inference import Predictor
+    from unifiedseg.inference.export import ExportError, export_onnx, export_torchscript
     from unifiedseg.taxonomy import TaxonomyError
 
     if args.format != "onnx" and (args.onnx_exporter is not None or args.opset is not None):

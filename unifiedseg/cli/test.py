@@ -13,6 +13,7 @@ from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
 from unifiedseg.engine.checkpoint import CheckpointError
+from unifiedseg.evaluation.metrics import format_metric
 from unifiedseg.taxonomy import TaxonomyError
 
 logger = logging.getLogger("unifiedseg")
@@ -60,17 +61,17 @@ def main(argv=None) -> int:
         return 2
     for result in results:
         extra = f", {len(result.skipped)} skipped" if result.skipped else ""
-        print(f"{result.name:<24} {result.space:<14} mIoU {100 * result.miou():5.1f}  ({result.images} images{extra})")
+        print(f"{result.name:<24} {result.space:<14} mIoU {format_metric(result.miou()):>5}  ({result.images} images{extra})")
     return 0
 
 
 def run(cfg, args) -> list:
     """Evaluate every dataset of `args`; returns the DatasetResults (and writes the files)."""
+    from unifiedseg.config.builders import training_converter
     from unifiedseg.data.labels import build_label_mapper, read_entries
     from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
     from unifiedseg.evaluation.evaluate import evaluate_dataset, write_results
     from unifiedseg.inference import Predictor
-    from unifiedseg.engine.launch import training_converter
     from unifiedseg.taxonomy import TaxonomyTable
 
     converter = training_converter(cfg)
@@ -107,8 +108,8 @@ def run(cfg, args) -> list:
             "mode": args.mode, "scales": list(args.scales), "flip": args.flip, "split": args.split}
     write_results(out, results, meta)
     try:
-        from unifiedseg.evaluation.visualize import confusion_png
-    except ImportError:  # the drawing module is optional for scoring
+        from unifiedseg.drawing import confusion_png
+    except ImportError:  # the drawing package (OpenCV) is optional for scoring
         confusion_png = None
     if confusion_png is not None:
         for result in results:

@@ -15,7 +15,6 @@ import dataclasses
 import os
 import typing
 from pathlib import Path
-from typing import Any
 
 import yaml
 from omegaconf import DictConfig, OmegaConf
@@ -64,11 +63,6 @@ def load_config(path: str | os.PathLike, overrides: list[str] | tuple[str, ...] 
 def dump_config(cfg: DictConfig, path: str | os.PathLike) -> None:
     """Write the resolved config (what actually ran) atomically."""
     atomic_write_text(Path(path), OmegaConf.to_yaml(cfg, resolve=True))
-
-
-def to_plain(section) -> Any:
-    """A config section as plain dicts and lists (for builders that take mappings)."""
-    return OmegaConf.to_container(section, resolve=True) if OmegaConf.is_config(section) else section
 
 
 def _load_with_bases(path: Path, chain: tuple[Path, ...]) -> dict:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Optional
 
-from unifiedseg.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from unifiedseg.constants import IMAGENET_MEAN, IMAGENET_STD
 
 
 @dataclass
@@ -81,7 +81,7 @@ class TrainConfig:
     num_examples: Optional[int] = None  # crops per dataset (MSeg: 1M or 3M); sets max_iters
     accumulate_grad: int = 1  # micro-batches per optimizer step (effective batch = batch_size * world * this)
     amp: str = "off"  # off | fp16 (GradScaler) | bf16
-    opt_level: Optional[str] = None  # MSeg/apex O0..O3, mapped onto amp (see unifiedseg/engine/precision.py)
+    opt_level: Optional[str] = None  # MSeg/apex O0..O3, mapped onto amp (see unifiedseg/utils/precision.py)
     channels_last: bool = False
     compile: bool = False  # torch.compile the model
     sync_bn: bool = True  # SyncBatchNorm when the world size is above one (CUDA only)

@@ -33,6 +33,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from unifiedseg.paths import taxonomy_dir
+from unifiedseg.utils.checks import is_int
 from unifiedseg.utils.fileio import read_yaml_mapping
 from unifiedseg.utils.names import suggest
 
@@ -169,7 +170,7 @@ def _parse_entry(name: str, entry, path: Path) -> DatasetInfo:
     if not lists and not entry.get("mseg_lists"):
         raise RegistryError(f"{where}: give 'lists' (split -> list file) or 'mseg_lists' (a shipped MSeg list set)")
     num_classes = entry["num_classes"]
-    if not isinstance(num_classes, int) or isinstance(num_classes, bool) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise RegistryError(f"{where}: 'num_classes' must be a positive integer, got {num_classes!r}")
     label_source = _check_source(str(entry.get("label_source", "id")), where, "label_source")
     return_raw = _parse_raw(entry.get("raw"), where)

@@ -48,6 +48,8 @@ from typing import Iterator
 
 import numpy as np
 
+from unifiedseg.utils.checks import check_int, is_int, is_number
+
 MODES = ("mixed", "per_rank")
 WEIGHTINGS = ("equal", "size", "temperature", "explicit")
 # Square-root sampling: a common middle ground between size-proportional (T=1) and equal (T -> inf).
@@ -79,7 +81,7 @@ def iterations_for_budget(*, num_examples: int, num_datasets: int, batch_size: i
     """
     for name, value in (("num_examples", num_examples), ("num_datasets", num_datasets),
                         ("batch_size", batch_size), ("world_size", world_size)):
-        _check_int(name, value, minimum=1)
+        check_int(value, name, minimum=1, error=SamplerConfigError)
     iterations = (num_examples * num_datasets) // (batch_size * world_size)
     if iterations < 1:
         raise SamplerConfigError(
@@ -88,15 +90,8 @@ def iterations_for_budget(*, num_examples: int, num_datasets: int, batch_size: i
     return iterations
 
 
-def _check_int(name: str, value, *, minimum: int) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool):
-        raise SamplerConfigError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise SamplerConfigError(f"{name} must be >= {minimum}, got {value}")
-
-
 def _check_positive_number(name: str, value) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+    if not is_number(value):
         raise SamplerConfigError(f"{name} must be a positive number, got {value!r}")
     if not (math.isfinite(value) and value > 0):
         raise SamplerConfigError(f"{name} must be a positive finite number, got {value!r}")
@@ -195,13 +190,13 @@ class MultiDatasetSampler:
 
     def __post_init__(self) -> None:
         self._validate_datasets()
-        _check_int("batch_size", self.batch_size, minimum=1)
-        _check_int("world_size", self.world_size, minimum=1)
-        _check_int("rank", self.rank, minimum=0)
+        check_int(self.batch_size, "batch_size", minimum=1, error=SamplerConfigError)
+        check_int(self.world_size, "world_size", minimum=1, error=SamplerConfigError)
+        check_int(self.rank, "rank", minimum=0, error=SamplerConfigError)
         if self.rank >= self.world_size:
             raise SamplerConfigError(f"rank={self.rank} is not below world_size={self.world_size}: "
                                      f"valid ranks are 0..{self.world_size - 1}")
-        _check_int("seed", self.seed, minimum=0)
+        check_int(self.seed, "seed", minimum=0, error=SamplerConfigError)
         if self.mode not in MODES:
             raise SamplerConfigError(f"unknown mode {self.mode!r}; valid modes: {list(MODES)}")
         self.probabilities = None
@@ -224,7 +219,7 @@ class MultiDatasetSampler:
             if not isinstance(name, str) or not name:
                 raise SamplerConfigError(f"dataset names must be non-empty strings, got {name!r} in "
                                          f"dataset_sizes (datasets: {list(self.dataset_sizes)})")
-            if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+            if not is_int(size):
                 raise SamplerConfigError(f"dataset_sizes[{name!r}] must be an integer, got {size!r}")
             if size < 1:
                 raise SamplerConfigError(f"dataset {name!r} is empty (dataset_sizes[{name!r}] = {size}); "
@@ -307,7 +302,7 @@ class MultiDatasetSampler:
                 raise SamplerConfigError(f"dataset_gpu_mapping[{name!r}] is empty; every dataset needs at "
                                          f"least one rank")
             for rank in ranks:
-                if isinstance(rank, bool) or not isinstance(rank, (int, np.integer)) \
+                if not is_int(rank) \
                         or not 0 <= rank < self.world_size:
                     raise SamplerConfigError(
                         f"dataset_gpu_mapping[{name!r}] has rank {rank!r}, but world_size="
@@ -336,8 +331,8 @@ class MultiDatasetSampler:
                                                    num_datasets=len(self.dataset_names),
                                                    batch_size=self.batch_size, world_size=self.world_size)
         elif self.max_iters is not None:
-            _check_int("max_iters", self.max_iters, minimum=1)
-        _check_int("start_iter", self.start_iter, minimum=0)
+            check_int(self.max_iters, "max_iters", minimum=1, error=SamplerConfigError)
+        check_int(self.start_iter, "start_iter", minimum=0, error=SamplerConfigError)
         if self.max_iters is not None and self.start_iter > self.max_iters:
             raise SamplerConfigError(f"start_iter={self.start_iter} is past max_iters={self.max_iters}")
 
@@ -374,7 +369,7 @@ class MultiDatasetSampler:
         if self.mode != "mixed":
             raise SamplerConfigError("global_batch_at is for mode='mixed'; in mode='per_rank' each rank "
                                      "has its own dataset: use batch_at")
-        _check_int("iteration", iteration, minimum=0)
+        check_int(iteration, "iteration", minimum=0, error=SamplerConfigError)
         probabilities = tuple(self.probabilities.values())
         size = self.global_batch_size
         before = cumulative_dataset_counts(probabilities, iteration * size)
@@ -388,7 +383,7 @@ class MultiDatasetSampler:
 
     def batch_at(self, iteration: int) -> list[tuple[str, int]]:
         """This rank's batch at `iteration`: `batch_size` pairs (dataset name, sample index)."""
-        _check_int("iteration", iteration, minimum=0)
+        check_int(iteration, "iteration", minimum=0, error=SamplerConfigError)
         if self.mode == "mixed":
             start = self.rank * self.batch_size
             return self.global_batch_at(iteration)[start:start + self.batch_size]
@@ -420,7 +415,7 @@ class MultiDatasetSampler:
         if name not in self._offsets:
             raise SamplerConfigError(f"unknown dataset {name!r}; valid datasets: {list(self.dataset_names)}")
         size = self.dataset_sizes[name]
-        if isinstance(index, bool) or not isinstance(index, (int, np.integer)) or not 0 <= index < size:
+        if not is_int(index) or not 0 <= index < size:
             raise SamplerConfigError(f"index {index!r} is out of range for dataset {name!r}: valid indices "
                                      f"are 0..{size - 1}")
         return self._offsets[name] + int(index)
@@ -428,7 +423,7 @@ class MultiDatasetSampler:
     def split_flat_index(self, flat: int) -> tuple[str, int]:
         """Inverse of `flat_index`."""
         total = sum(self.dataset_sizes.values())
-        if isinstance(flat, bool) or not isinstance(flat, (int, np.integer)) or not 0 <= flat < total:
+        if not is_int(flat) or not 0 <= flat < total:
             raise SamplerConfigError(f"flat index {flat!r} is out of range: valid flat indices are "
                                      f"0..{total - 1}")
         # The last dataset whose offset is <= flat (offsets start at 0 and increase).
@@ -463,7 +458,7 @@ class MultiDatasetSampler:
         """
         if iteration is None:
             iteration = self.iteration
-        _check_int("iteration", iteration, minimum=0)
+        check_int(iteration, "iteration", minimum=0, error=SamplerConfigError)
         return {"iteration": int(iteration), "stream": self._stream_fingerprint()}
 
     def load_state_dict(self, state: dict) -> None:
@@ -472,7 +467,7 @@ class MultiDatasetSampler:
             raise SamplerConfigError(f"sampler state must be a dict with key 'iteration' (and 'stream'), "
                                      f"got {state!r}")
         iteration = state["iteration"]
-        _check_int("state['iteration']", iteration, minimum=0)
+        check_int(iteration, "state['iteration']", minimum=0, error=SamplerConfigError)
         if "stream" in state:
             current = self._stream_fingerprint()
             saved = state["stream"]

@@ -8,11 +8,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
+from unifiedseg.constants import WEIGHT_METHODS
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.labels import LabelMapper
 from unifiedseg.data.listfile import ListEntry
-
-WEIGHT_METHODS = ("inverse", "median")
 
 
 @dataclass

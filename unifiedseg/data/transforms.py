@@ -55,20 +55,16 @@ mean/std are ImageNet's, in RGB order); labels are HxW uint8, or uint16 in label
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
-from numbers import Real
 from collections.abc import Sequence
 
 import cv2
 import numpy as np
 import torch
 
-from unifiedseg.constants import WIDE_IGNORE_INDEX, ignore_index_of
+from unifiedseg.constants import IMAGENET_MEAN, IMAGENET_STD, WIDE_IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import REDUCED_DECODE_FLAGS
-
-IMAGENET_MEAN = (0.485 * 255, 0.456 * 255, 0.406 * 255)
-IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
+from unifiedseg.utils.checks import is_finite_number, is_int
 
 
 
@@ -103,9 +99,9 @@ class AugParams:
     def __post_init__(self) -> None:
         for name in ("image_hw", "resized_hw", "crop_hw"):
             object.__setattr__(self, name, _hw(f"AugParams.{name}", getattr(self, name)))
-        if not (_is_number(self.scale) and self.scale > 0):
+        if not (is_finite_number(self.scale) and self.scale > 0):
             raise ValueError(f"AugParams.scale must be a positive number, got {self.scale!r}")
-        if not _is_number(self.angle):
+        if not is_finite_number(self.angle):
             raise ValueError(f"AugParams.angle must be a finite number of degrees, got {self.angle!r}")
         sh, sw = self.scaled_hw
         if sh < 1 or sw < 1:
@@ -114,7 +110,7 @@ class AugParams:
         if not (isinstance(self.crop_yx, (tuple, list)) and len(self.crop_yx) == 2):
             raise ValueError(f"AugParams.crop_yx must be a (y, x) pair, got {self.crop_yx!r}")
         for axis, offset, limit in zip(("y", "x"), self.crop_yx, self.max_crop_yx):
-            if not (_is_int(offset) and 0 <= offset <= limit):
+            if not (is_int(offset) and 0 <= offset <= limit):
                 raise ValueError(f"AugParams.crop_yx {axis} offset must be an integer in [0, {limit}] "
                                  f"for a {self.crop_hw} crop of the padded {self.padded_hw} canvas, "
                                  f"got {offset!r}")
@@ -221,31 +217,23 @@ def _target_short_side(target: int | tuple[int, int]) -> int:
 # ------------------------------------------------------------------------------------------------
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, Real) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _hw(name: str, value) -> tuple[int, int]:
     """A (height, width) pair of positive ints (a tuple, list or array shape)."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
         return int(value[0]), int(value[1])
     raise ValueError(f"{name} must be a (height, width) pair of positive ints, got {value!r}")
 
 
 def _positive_int_pair(name: str, value) -> tuple[int, int]:
-    if _is_int(value) and value > 0:
+    if is_int(value) and value > 0:
         return int(value), int(value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value)):
+    if (isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value)):
         return int(value[0]), int(value[1])
     raise ValueError(f"{name} must be a positive int or a pair of positive ints (h, w), got {value!r}")
 
 
 def _number_range(name: str, value, *, positive: bool = False) -> tuple[float, float]:
-    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_number(v) for v in value)):
+    if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(is_finite_number(v) for v in value)):
         raise ValueError(f"{name} must be a pair of numbers (min, max), got {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if lo > hi:
@@ -256,23 +244,23 @@ def _number_range(name: str, value, *, positive: bool = False) -> tuple[float, f
 
 
 def _probability(name: str, value) -> float:
-    if not (_is_number(value) and 0.0 <= value <= 1.0):
+    if not (is_finite_number(value) and 0.0 <= value <= 1.0):
         raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
     return float(value)
 
 
 def _size_target(name: str, value) -> int | tuple[int, int]:
     """An int short side, or a (long, short) pair in either order."""
-    if _is_int(value) and value > 0:
+    if is_int(value) and value > 0:
         return int(value)
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(_is_int(v) and v > 0 for v in value):
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
         return int(value[0]), int(value[1])
     raise ValueError(f"{name} must be a positive int (short side) or a pair of positive ints "
                      f"(long edge, short edge), got {value!r}")
 
 
 def _colour(name: str, value, *, positive: bool = False) -> tuple[float, float, float]:
-    if not (isinstance(value, (tuple, list)) and len(value) == 3 and all(_is_number(v) for v in value)):
+    if not (isinstance(value, (tuple, list)) and len(value) == 3 and all(is_finite_number(v) for v in value)):
         raise ValueError(f"{name} must be 3 numbers (one per RGB channel), got {value!r}")
     if positive and min(value) <= 0:
         raise ValueError(f"{name} values must be > 0, got {value!r}")
@@ -284,7 +272,7 @@ def _colour(name: str, value, *, positive: bool = False) -> tuple[float, float, 
 def _ignore_index(value) -> int | None:
     if value is None:
         return None
-    if not (_is_int(value) and 0 <= value <= WIDE_IGNORE_INDEX):
+    if not (is_int(value) and 0 <= value <= WIDE_IGNORE_INDEX):
         raise ValueError(f"ignore_index must be None (the ignore label of the label's dtype) or an int in "
                          f"[0, {WIDE_IGNORE_INDEX}], got {value!r}")
     return int(value)
@@ -320,7 +308,7 @@ def _check_inputs(image: np.ndarray, label: np.ndarray | None, params: AugParams
         if label.shape != params.image_hw:
             raise ValueError(f"label size {label.shape} differs from the size the params were sampled for "
                              f"{params.image_hw}")
-    if not (_is_number(decoded_scale) and 0 < decoded_scale <= 1):
+    if not (is_finite_number(decoded_scale) and 0 < decoded_scale <= 1):
         raise ValueError(f"decoded_scale must be in (0, 1] (1/k for an image decoded at 1/k size), "
                          f"got {decoded_scale!r}")
     h, w = params.image_hw
@@ -532,7 +520,7 @@ class TrainTransform:
         set_ = object.__setattr__  # frozen: normalise the fields once here
         crop = _positive_int_pair("crop_size", self.crop_size)
         set_(self, "crop_size", crop)
-        if self.short_side is not None and not (_is_int(self.short_side) and self.short_side > 0):
+        if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
             raise ValueError(f"short_side must be a positive int or None, got {self.short_side!r}")
         modes = [name for name, value in (("short_side", self.short_side), ("ratio_range", self.ratio_range),
                                           ("scales", self.scales)) if value is not None]
@@ -568,7 +556,7 @@ class TrainTransform:
         set_(self, "rotate_range", _number_range("rotate_range", self.rotate_range))
         for name in ("rotate_p", "blur_p", "flip_p"):
             set_(self, name, _probability(name, getattr(self, name)))
-        if not (_is_int(self.blur_kernel) and self.blur_kernel > 0 and self.blur_kernel % 2 == 1):
+        if not (is_int(self.blur_kernel) and self.blur_kernel > 0 and self.blur_kernel % 2 == 1):
             raise ValueError(f"blur_kernel must be a positive odd int, got {self.blur_kernel!r}")
         set_(self, "mean", _colour("mean", self.mean))
         set_(self, "std", _colour("std", self.std, positive=True))
@@ -640,7 +628,7 @@ class ValTransform:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
-        if self.short_side is not None and not (_is_int(self.short_side) and self.short_side > 0):
+        if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
             raise ValueError(f"short_side must be a positive int or None, got {self.short_side!r}")
         if self.crop_size is not None:
             set_(self, "crop_size", _positive_int_pair("crop_size", self.crop_size))

@@ -1,1 +1,2 @@
-"""Training machinery: the trainer loop and its hooks, checkpoints, precision, distributed set-up."""
+"""Training machinery: the trainer loop and its hooks, checkpoints, distributed set-up, and the entry point
+that builds a run from a config (`launch`)."""

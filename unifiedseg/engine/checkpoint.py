@@ -133,15 +133,3 @@ def _flatten(python_state):
 def _numpy_state() -> list:
     kind, keys, pos, has_gauss, cached = np.random.get_state()
     return [kind, keys.tolist(), int(pos), int(has_gauss), float(cached)]
-
-
-def unwrap(model: torch.nn.Module) -> torch.nn.Module:
-    """The module inside DDP and torch.compile wrappers (whose state_dict keys carry prefixes)."""
-    while True:
-        if hasattr(model, "module") and isinstance(model, torch.nn.parallel.DistributedDataParallel):
-            model = model.module
-        elif hasattr(model, "_orig_mod"):
-            model = model._orig_mod
-        else:
-            return model
-

@@ -17,6 +17,7 @@ from unifiedseg.engine.checkpoint import FINAL_NAME, checkpoint_dir, periodic_pa
 from unifiedseg.engine.distributed import barrier
 from unifiedseg.engine.trainer import Hook, Trainer
 from unifiedseg.evaluation.confusion import ConfusionMatrix
+from unifiedseg.evaluation.metrics import format_metric, json_metric
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +84,8 @@ class LoggingHook(Hook):
     def flush(self, trainer: Trainer) -> None:
         record = {"iter": trainer.iter, "lr": trainer.result.lr, "time": time.time()}
         record.update({k: self.sums[k] / self.counts[k] for k in self.sums})
-        record["train_miou"] = {d: m.miou() for d, m in self.train_confusion.items()}
+        # a dataset whose crops held no labelled pixels has no mIoU (None)
+        record["train_miou"] = {d: json_metric(m.miou()) for d, m in self.train_confusion.items()}
         record.update(nonfinite_skipped=trainer.nonfinite_total, fp16_overflow_skipped=trainer.overflow_total,
                       bad_samples_skipped=trainer.bad_sample_total)
         if torch.cuda.is_available():
@@ -94,7 +96,8 @@ class LoggingHook(Hook):
                 if isinstance(value, (int, float)) and key not in ("iter", "time"):
                     self.writer.add_scalar(f"train/{key}", value, trainer.iter)
             for dataset, miou in record["train_miou"].items():
-                self.writer.add_scalar(f"train_miou/{dataset}", miou, trainer.iter)
+                if miou is not None:
+                    self.writer.add_scalar(f"train_miou/{dataset}", miou, trainer.iter)
         losses = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss") and "/" not in k)
         logger.info("iter %d/%d lr %.3e %s data %.3fs step %.3fs", trainer.iter, trainer.max_iters, record["lr"],
                     losses, record.get("data_time", 0), record.get("step_time", 0))
@@ -125,15 +128,19 @@ class ValidationHook(Hook):
     def _run(self, trainer: Trainer) -> None:
         metrics = self.evaluate()
         self.last_metrics = {"iter": trainer.iter, **metrics}
-        summary = ", ".join(f"{d} {m['miou']:.4f}" for d, m in metrics["datasets"].items())
-        logger.info("validation at iter %d: mIoU %.4f (%s)", trainer.iter, metrics["miou"], summary)
+        summary = ", ".join(f"{d} {format_metric(m['miou'], digits=4, percent=False)}"
+                            for d, m in metrics["datasets"].items())
+        logger.info("validation at iter %d: mIoU %s (%s)", trainer.iter,
+                    format_metric(metrics["miou"], digits=4, percent=False), summary)
         if self.logging_hook is not None and self.logging_hook.enabled:
             self.logging_hook.write_record({"iter": trainer.iter, "val_miou": metrics["miou"],
                                             "val_dataset_miou": {d: m["miou"] for d, m in metrics["datasets"].items()}})
-            if self.logging_hook.writer is not None:
-                self.logging_hook.writer.add_scalar("val/miou", metrics["miou"], trainer.iter)
-                for dataset, values in metrics["datasets"].items():
-                    self.logging_hook.writer.add_scalar(f"val_miou/{dataset}", values["miou"], trainer.iter)
+            if self.logging_hook.writer is not None:  # a missing mIoU (None: no labelled pixels) is not plotted
+                scalars = {"val/miou": metrics["miou"],
+                           **{f"val_miou/{d}": m["miou"] for d, m in metrics["datasets"].items()}}
+                for tag, value in scalars.items():
+                    if value is not None:
+                        self.logging_hook.writer.add_scalar(tag, value, trainer.iter)
 
     def after_step(self, trainer: Trainer) -> None:
         if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:

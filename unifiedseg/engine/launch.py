@@ -12,7 +12,8 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from unifiedseg.config import dump_config, to_plain
+from unifiedseg.config import dump_config
+from unifiedseg.config.builders import build_model_for, training_converter
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
 from unifiedseg.data.labels import LABEL_MODES, build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
@@ -22,25 +23,21 @@ from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
 from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHook, ValidationHook, ignore_stop_signals
-from unifiedseg.engine.precision import make_grad_scaler, resolve_amp
 from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
+from unifiedseg.evaluation.metrics import format_metric
 from unifiedseg.evaluation.validate import summarize, validate
 from unifiedseg.losses import build_losses
-from unifiedseg.models import build_model, convert_sync_batchnorm
+from unifiedseg.models import convert_sync_batchnorm
 from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, format_param_groups, load_scheduler_state
-from unifiedseg.taxonomy import build_converter
 from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.modules import unwrap
+from unifiedseg.utils.plain import to_plain
+from unifiedseg.utils.precision import make_grad_scaler, resolve_amp
 
 logger = logging.getLogger("unifiedseg")
 LOSS_KEYS = ("loss_decode", "sampler")
 # Batches for recomputing batch-norm statistics of the SWA model at the end.
 SWA_BN_BATCHES = 50
-
-
-def training_converter(cfg: DictConfig):
-    """The label space a config trains in, built exactly as its checkpoints' fingerprint was (no test columns)."""
-    return build_converter(cfg.taxonomy.kind, cfg.taxonomy.tsv, train_datasets=list(cfg.data.train_datasets),
-                           test_datasets=[])
 
 
 def setup_logging(work_dir: Path, is_main: bool) -> None:
@@ -77,14 +74,6 @@ def augmentation(cfg: DictConfig) -> TrainTransform:
     aug = to_plain(cfg.data.augmentation)
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
     return TrainTransform(**tuples, normalize=not cfg.data.normalize_on_device)
-
-
-def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
-    model_cfg = dict(to_plain(cfg.model))
-    if model_cfg.setdefault("num_classes", num_classes) != num_classes:
-        raise ValueError(f"model.num_classes = {model_cfg['num_classes']} but the {cfg.taxonomy.kind} taxonomy "
-                         f"{cfg.taxonomy.tsv} has {num_classes} classes; drop model.num_classes (it is set from the taxonomy)")
-    return build_model(model_cfg), model_cfg
 
 
 def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -> None:
@@ -198,7 +187,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         return {
             # a finished SWA run's weights are the average (its BN statistics recomputed by then)
             "iteration": iteration, "model": (swa.averaged_module if swa is not None and iteration >= max_iters
-                                              else ckpt.unwrap(model)).state_dict(), "optimizer": optimizer.state_dict(),
+                                              else unwrap(model)).state_dict(), "optimizer": optimizer.state_dict(),
             "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
             "sampler": sampler.state_dict(iteration=iteration * accumulate), "rng": ckpt.rng_state(),
             "swa": swa.state_dict() if swa is not None else None,
@@ -252,8 +241,9 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
                  "bad_samples_skipped": trainer.bad_sample_total}
         atomic_write_text(work_dir / "final_metrics.json", json.dumps(final, indent=1) + "\n")
         if metrics:
-            print(f"validation mIoU: {metrics['miou']:.4f} ("
-                  + ", ".join(f"{d} {m['miou']:.4f}" for d, m in metrics["datasets"].items()) + ")")
+            print(f"validation mIoU: {format_metric(metrics['miou'], digits=4, percent=False)} ("
+                  + ", ".join(f"{d} {format_metric(m['miou'], digits=4, percent=False)}"
+                              for d, m in metrics["datasets"].items()) + ")")
         print(f"final checkpoint and metrics in {work_dir}")
     return metrics
 
@@ -327,7 +317,7 @@ def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sample
             raise ckpt.CheckpointError(
                 f"{path} was trained with train.accumulate_grad={saved_accumulate}, this run sets "
                 f"{cfg.train.accumulate_grad}; resume with the same value (or start anew with train.load_from)")
-        ckpt.unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
         load_scheduler_state(scheduler, state["scheduler"])
         scaler.load_state_dict(state["scaler"])
@@ -342,7 +332,7 @@ def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sample
     if cfg.train.load_from:
         state = ckpt.load_checkpoint(cfg.train.load_from)
         ckpt.check_compatible(state, path=cfg.train.load_from, **identity)
-        ckpt.unwrap(model).load_state_dict(state["model"])
+        unwrap(model).load_state_dict(state["model"])
         logger.info("loaded weights from %s (fresh optimizer and schedule)", cfg.train.load_from)
     return 0, {}
 

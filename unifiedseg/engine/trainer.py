@@ -16,11 +16,11 @@ import torch.distributed as dist
 from torch import nn
 
 from unifiedseg.constants import IGNORE_INDEX
-from unifiedseg.engine.checkpoint import unwrap
-from unifiedseg.engine.precision import autocast
 from unifiedseg.losses.build import LOSS_PREFIX
 from unifiedseg.optim.optimizer import clip_gradients
 from unifiedseg.taxonomy.converter import split_partial_labels
+from unifiedseg.utils.modules import unwrap
+from unifiedseg.utils.precision import autocast
 
 logger = logging.getLogger(__name__)
 

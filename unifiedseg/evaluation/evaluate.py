@@ -14,7 +14,6 @@ import csv
 import io
 import json
 import logging
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +25,7 @@ from unifiedseg.data.decode import BadSampleError, read_image
 from unifiedseg.data.labels import LabelMapper
 from unifiedseg.data.listfile import ListEntry
 from unifiedseg.evaluation.confusion import ConfusionMatrix
+from unifiedseg.evaluation.metrics import dataset_metrics, format_metric, is_missing, json_metric, mean_metric
 from unifiedseg.utils.fileio import atomic_write_text
 
 logger = logging.getLogger(__name__)
@@ -45,11 +45,9 @@ class DatasetResult:
         return self.matrix.miou(self.scored_classes)
 
     def to_dict(self) -> dict:
-        iou = self.matrix.iou().tolist()
+        """JSON-ready (missing metrics are None, as `unifiedseg.evaluation.metrics` writes them)."""
         return {"space": self.space, "images": self.images, "skipped": len(self.skipped),
-                "skipped_files": self.skipped, "miou": self.miou(), "macc": self.matrix.macc(),
-                "aacc": self.matrix.aacc(),
-                "class_iou": {c: (None if math.isnan(v) else v) for c, v in zip(self.class_names, iou)}}
+                "skipped_files": self.skipped, **dataset_metrics(self.matrix, self.class_names, self.scored_classes)}
 
 
 def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, predict, class_names: list[str], *,
@@ -81,7 +79,7 @@ def evaluate_dataset(name: str, entries: list[ListEntry], mapper: LabelMapper, p
 
 def harmonic_mean(values: list[float]) -> float:
     """MSeg's summary over datasets: one bad dataset pulls it down more than an arithmetic mean would."""
-    values = [v for v in values if not math.isnan(v)]
+    values = [v for v in values if not is_missing(v)]
     if not values:
         return float("nan")
     if any(v <= 0 for v in values):
@@ -90,24 +88,28 @@ def harmonic_mean(values: list[float]) -> float:
 
 
 def write_results(out_dir: Path, results: list[DatasetResult], meta: dict) -> dict:
-    """results.json (everything), results.md and results.csv (one row per dataset and a summary row)."""
+    """results.json (everything), results.md and results.csv (one row per dataset and a summary row).
+    Datasets without an mIoU (no labelled pixels) are left out of the means; missing values are null in
+    the JSON and "-" in the tables."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    summary = {"harmonic_mean_miou": harmonic_mean([r.miou() for r in results]),
-               "mean_miou": float(np.mean([r.miou() for r in results])) if results else float("nan")}
+    summary = {"harmonic_mean_miou": json_metric(harmonic_mean([r.miou() for r in results])),
+               "mean_miou": mean_metric([r.miou() for r in results])}
     data = {**meta, "datasets": {r.name: r.to_dict() for r in results}, **summary}
-    atomic_write_text(out_dir / "results.json", json.dumps(data, indent=1, allow_nan=True) + "\n")
+    atomic_write_text(out_dir / "results.json", json.dumps(data, indent=1) + "\n")
     rows = [(r.name, r.space, r.images, r.miou(), r.matrix.macc(), r.matrix.aacc()) for r in results]
     header = ("dataset", "space", "images", "mIoU", "mAcc", "aAcc")
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(header)
     for row in rows:
-        writer.writerow([*row[:3], *(f"{100 * v:.2f}" for v in row[3:])])
-    writer.writerow(["harmonic mean", "", sum(r.images for r in results), f"{100 * summary['harmonic_mean_miou']:.2f}", "", ""])
+        writer.writerow([*row[:3], *(format_metric(v, digits=2) for v in row[3:])])
+    writer.writerow(["harmonic mean", "", sum(r.images for r in results),
+                     format_metric(summary["harmonic_mean_miou"], digits=2), "", ""])
     atomic_write_text(out_dir / "results.csv", buffer.getvalue())
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += [f"| {n} | {s} | {i} | {100 * a:.1f} | {100 * b:.1f} | {100 * c:.1f} |" for n, s, i, a, b, c in rows]
-    lines.append(f"| **harmonic mean** | | | **{100 * summary['harmonic_mean_miou']:.1f}** | | |")
+    lines += [f"| {n} | {s} | {i} | {format_metric(a)} | {format_metric(b)} | {format_metric(c)} |"
+              for n, s, i, a, b, c in rows]
+    lines.append(f"| **harmonic mean** | | | **{format_metric(summary['harmonic_mean_miou'])}** | | |")
     title = f"Results of {meta.get('checkpoint', 'the model')} ({meta.get('taxonomy_kind', '')} taxonomy)"
     atomic_write_text(out_dir / "results.md", f"# {title}\n\n" + "\n".join(lines) + "\n")
     return data

@@ -8,8 +8,9 @@ import torch
 from tqdm import tqdm
 
 from unifiedseg.constants import IGNORE_INDEX
-from unifiedseg.engine.precision import autocast
 from unifiedseg.evaluation.confusion import ConfusionMatrix
+from unifiedseg.evaluation.metrics import dataset_metrics, mean_metric
+from unifiedseg.utils.precision import autocast
 
 
 @torch.no_grad()
@@ -43,20 +44,13 @@ def validate(model, datasets: dict, *, num_classes: int, device: torch.device, a
 
 def summarize(matrices: dict[str, ConfusionMatrix], class_names: list[str],
               labelable: dict[str, list[int]] | None = None) -> dict:
-    """JSON-ready metrics: per dataset mIoU, mAcc, aAcc and per-class IoU; and the mean mIoU over datasets.
+    """JSON-ready metrics (`unifiedseg.evaluation.metrics`: missing values are None): per dataset mIoU,
+    mAcc, aAcc and per-class IoU; and the mean mIoU over the datasets that have one.
 
     `labelable[dataset]` lists the classes that dataset's labels can name; its mIoU averages over
     those only. A class the dataset cannot label (one it merges, e.g. car and truck under one
     one-to-many `vehicle`) has no true positives there, so its IoU would only measure false alarms.
     """
-    per_dataset = {}
-    for name, matrix in matrices.items():
-        iou = matrix.iou().tolist()
-        classes = (labelable or {}).get(name)
-        per_dataset[name] = {
-            "miou": matrix.miou(classes), "macc": matrix.macc(), "aacc": matrix.aacc(),
-            "classes_scored": [class_names[c] for c in classes] if classes is not None else list(class_names),
-            "class_iou": {c: (None if v != v else round(v, 6)) for c, v in zip(class_names, iou)},
-        }
-    values = [m["miou"] for m in per_dataset.values() if m["miou"] == m["miou"]]
-    return {"datasets": per_dataset, "miou": sum(values) / len(values) if values else float("nan")}
+    per_dataset = {name: dataset_metrics(matrix, class_names, (labelable or {}).get(name))
+                   for name, matrix in matrices.items()}
+    return {"datasets": per_dataset, "miou": mean_metric([m["miou"] for m in per_dataset.values()])}

@@ -14,11 +14,11 @@ Returns (a `Prediction`, a named tuple):
 
 The config is the training config (a path or a loaded DictConfig): it names the taxonomy, the training
 datasets and the model, and gives the normalisation (data.augmentation.mean / std) and, for
-mode="slide" without crop_size, the crop (data.augmentation.crop_size). The label space is rebuilt
-exactly as training built it (`build_converter(kind, tsv, train_datasets=..., test_datasets=[])`, as in
-unifiedseg.engine.launch.run_training), so its fingerprint is the one the checkpoint stores; a
-checkpoint of another taxonomy or model is refused naming both, and so is a state dict that does not
-fit the built model. The backbone's `pretrained` file is not loaded (the checkpoint has all weights).
+mode="slide" without crop_size, the crop (data.augmentation.crop_size). The label space and the model
+are rebuilt exactly as training builds them (unifiedseg.config.builders), so the label space's
+fingerprint is the one the checkpoint stores; a checkpoint of another taxonomy or model is refused
+naming both, and so is a state dict that does not fit the built model. The backbone's `pretrained`
+file is not loaded (the checkpoint has all weights).
 
 `output_dataset` maps the averaged probabilities to a test dataset's classes (MSeg's zero-shot
 protocol): probs_test = test_matrix @ probs, where test_matrix[t, u] = 1 when class u counts towards
@@ -46,16 +46,16 @@ import numpy as np
 import torch
 from omegaconf import DictConfig
 
-from unifiedseg.config import load_config, to_plain
+from unifiedseg.config import load_config
+from unifiedseg.config.builders import build_model_for, training_converter
 from unifiedseg.constants import label_dtype
 from unifiedseg.engine import checkpoint as ckpt
-from unifiedseg.engine.precision import autocast
 from unifiedseg.inference.tiling import InferenceSettings, predict_probs
-from unifiedseg.engine.launch import training_converter
 from unifiedseg.taxonomy import build_converter
+from unifiedseg.utils.plain import to_plain
+from unifiedseg.utils.precision import AMP_MODES, autocast
 
 logger = logging.getLogger("unifiedseg")
-AMP_MODES = ("off", "fp16", "bf16")
 
 
 class Prediction(NamedTuple):
@@ -129,8 +129,6 @@ def output_mapping(cfg: DictConfig, converter, output_dataset: str | None) -> tu
 
 def load_model(cfg: DictConfig, state: dict, path: str, num_classes: int) -> tuple[torch.nn.Module, dict]:
     """Build the config's model (without its pretrained backbone file) and load the checkpoint's weights."""
-    from unifiedseg.engine.launch import build_model_for  # the heavy training imports, only when loading
-
     inference_cfg = copy.deepcopy(cfg)
     if "pretrained" in inference_cfg.model:
         inference_cfg.model.pretrained = None  # the checkpoint holds every weight

@@ -46,6 +46,7 @@ import torch
 import torch.nn.functional as F
 
 from unifiedseg.data.transforms import short_side_size
+from unifiedseg.utils.checks import check_bool, is_finite_number, is_int, is_number
 
 Forward = Callable[[torch.Tensor], torch.Tensor]
 
@@ -56,17 +57,13 @@ PAD_MODES = ("mean", "reflect")
 DEFAULT_STRIDE_RATE = 2 / 3
 
 
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _size_pair(name: str, value) -> tuple[int, int] | None:
     """None, an int (square) or an (h, w) pair of positive ints, as an (h, w) tuple."""
     if value is None:
         return None
-    if _is_int(value):
+    if is_int(value):
         value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2 or not all(_is_int(v) and v > 0 for v in value)):
+    if (not isinstance(value, (tuple, list)) or len(value) != 2 or not all(is_int(v) and v > 0 for v in value)):
         raise ValueError(f"{name} must be a positive int or an (h, w) pair of positive ints, got {value!r}")
     return int(value[0]), int(value[1])
 
@@ -102,7 +99,7 @@ class InferenceSettings:
         set_ = object.__setattr__
         if self.mode not in MODES:
             raise ValueError(f"mode {self.mode!r} is unknown; valid modes: {', '.join(MODES)}")
-        if self.short_side is not None and not (_is_int(self.short_side) and self.short_side > 0):
+        if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
             raise ValueError(f"short_side must be a positive int or None (keep the size), got {self.short_side!r}")
         crop = _size_pair("crop_size", self.crop_size)
         stride = _size_pair("stride", self.stride)
@@ -118,18 +115,16 @@ class InferenceSettings:
                                  f"get no prediction")
         set_(self, "crop_size", crop)
         set_(self, "stride", stride)
-        scales = (self.scales,) if isinstance(self.scales, (int, float)) else self.scales
+        scales = (self.scales,) if is_number(self.scales) else self.scales
         if (isinstance(scales, (str, bytes)) or not hasattr(scales, "__iter__") or not scales
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and s > 0
-                           for s in scales)):
+                or not all(is_finite_number(s) and s > 0 for s in scales)):
             raise ValueError(f"scales must be a non-empty list of positive numbers (e.g. [1.0] or "
                              f"[0.5, 0.75, 1.0, 1.25, 1.5, 1.75]), got {self.scales!r}")
         set_(self, "scales", tuple(float(s) for s in scales))
-        if not isinstance(self.flip, bool):
-            raise ValueError(f"flip must be True or False, got {self.flip!r}")
+        check_bool(self.flip, "flip")
         for name in ("tile_batch", "class_chunk"):
             value = getattr(self, name)
-            if not (_is_int(value) and value > 0):
+            if not (is_int(value) and value > 0):
                 raise ValueError(f"{name} must be a positive int, got {value!r}")
         if self.window not in WINDOWS:
             raise ValueError(f"window {self.window!r} is unknown; valid windows: {', '.join(WINDOWS)}")

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import inspect
 import json
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,14 +31,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from unifiedseg.constants import IGNORE_INDEX
-from unifiedseg.data.stats import WEIGHT_METHODS
+from unifiedseg.constants import IGNORE_INDEX, WEIGHT_METHODS
 from unifiedseg.losses.cross_entropy import CrossEntropyLoss
 from unifiedseg.losses.dice import DiceLoss
 from unifiedseg.losses.focal import FocalLoss
 from unifiedseg.losses.lovasz import LovaszLoss
 from unifiedseg.losses.ohem import OHEMPixelSampler
 from unifiedseg.losses.partial import PartialLabelLoss
+from unifiedseg.utils.checks import is_finite_number, is_int, is_number
 from unifiedseg.utils.names import suggest
 
 COMMON_KEYS = ("type", "loss_weight", "loss_name")
@@ -126,7 +125,7 @@ def build_losses(cfg, num_classes: int, *, sampler=None, ignore_index: int = IGN
     `ignore_index`: the label space's ignore label (see the module docstring).
     `where` is the config path used in error messages (e.g. "model.decode_head.loss_decode").
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
+    if not is_int(num_classes) or num_classes < 1:
         raise LossConfigError(f"{where}: num_classes must be an integer >= 1, got {num_classes!r}")
     if isinstance(cfg, Mapping):
         entries = [(where, cfg)]
@@ -194,7 +193,7 @@ def read_class_weight(spec: str, *, where: str = "class_weight") -> list[float]:
         raise LossConfigError(f"{where}: {path} class_weight has no {method!r} entry; it has: "
                               f"{', '.join(map(str, table)) or 'none'}")
     values = table[method]
-    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
+    if not isinstance(values, list) or not all(is_number(v) for v in values):
         raise LossConfigError(f"{where}: {path} class_weight.{method} must be a list of numbers")
     return [float(v) for v in values]
 
@@ -217,7 +216,7 @@ def _build_one(entry, num_classes: int, ignore_index: int, path: str) -> tuple[s
     kwargs = _check_keys(entry, loss_type, COMMON_KEYS, path)
     _set_ignore_index(kwargs, ignore_index, path)
     weight = entry.get("loss_weight", 1.0)
-    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight < 0:
+    if not is_finite_number(weight) or weight < 0:
         raise LossConfigError(f"{path}.loss_weight must be a finite number >= 0, got {weight!r}")
     name = entry.get("loss_name", info.default_name)
     if not isinstance(name, str) or not name.startswith(LOSS_PREFIX):

@@ -19,6 +19,7 @@ from torch import nn
 
 from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.losses.inputs import TINY, check_ignore_index, check_logits_labels, check_weight_vector, weight_on
+from unifiedseg.utils.checks import check_bool
 
 NAME = "CrossEntropyLoss"
 
@@ -50,9 +51,7 @@ class CrossEntropyLoss(nn.Module):
         super().__init__()
         weights = check_weight_vector(class_weight, name="class_weight", loss=NAME)
         self.ignore_index = check_ignore_index(ignore_index, loss=NAME)
-        if not isinstance(avg_non_ignore, bool):
-            raise TypeError(f"{NAME}: avg_non_ignore must be true or false, got {avg_non_ignore!r}")
-        self.avg_non_ignore = avg_non_ignore
+        self.avg_non_ignore = check_bool(avg_non_ignore, f"{NAME}: avg_non_ignore", error=TypeError)
         # Not persistent: checkpoints of the model must not depend on the loss settings.
         self.register_buffer("class_weight", None if weights is None else torch.tensor(weights), persistent=False)
 

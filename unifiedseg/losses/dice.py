@@ -14,13 +14,12 @@ ignored pixels' probabilities in the denominator; here ignored pixels count nowh
 
 from __future__ import annotations
 
-import math
-
 import torch
 from torch import nn
 
 from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.losses.inputs import check_ignore_index, check_logits_labels, check_weight_vector, weight_on, zero_loss
+from unifiedseg.utils.checks import is_finite_number
 
 NAME = "DiceLoss"
 
@@ -54,7 +53,7 @@ def dice_loss(logits: torch.Tensor, labels: torch.Tensor, *, smooth: float = 1.0
 
 def _check_settings(smooth, exponent) -> None:
     for name, value in (("smooth", smooth), ("exponent", exponent)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        if not is_finite_number(value):
             raise TypeError(f"{NAME}: {name} must be a finite number, got {value!r}")
     if smooth <= 0:
         # smooth keeps 0/0 away from classes absent from both the prediction and the labels

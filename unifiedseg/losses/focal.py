@@ -21,6 +21,7 @@ from torch import nn
 
 from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.losses.inputs import check_ignore_index, check_logits_labels, check_weight_vector, weight_on
+from unifiedseg.utils.checks import is_finite_number, is_number
 
 NAME = "FocalLoss"
 # (1 - p_t) is floored here before the power: for 0 < gamma < 1 the derivative of x ** gamma is
@@ -52,7 +53,7 @@ def focal_loss(logits: torch.Tensor, labels: torch.Tensor, *, gamma: float = 2.0
 
 
 def _check_gamma(gamma) -> None:
-    if isinstance(gamma, bool) or not isinstance(gamma, (int, float)) or not math.isfinite(gamma) or gamma < 0:
+    if not is_finite_number(gamma) or gamma < 0:
         raise ValueError(f"{NAME}: gamma must be a finite number >= 0, got {gamma!r}")
 
 
@@ -66,7 +67,7 @@ class FocalLoss(nn.Module):
         self.ignore_index = check_ignore_index(ignore_index, loss=NAME)
         self.alpha_scalar = None
         per_class = None
-        if isinstance(alpha, (int, float)) and not isinstance(alpha, bool):
+        if is_number(alpha):
             if not math.isfinite(alpha) or alpha < 0:
                 raise ValueError(f"{NAME}: alpha must be a finite number >= 0, got {alpha!r}")
             self.alpha_scalar = float(alpha)

@@ -8,6 +8,8 @@ from collections.abc import Sequence
 
 import torch
 
+from unifiedseg.utils.checks import is_int, is_number
+
 # Smallest positive float32: a denominator clamped to it changes nothing real (it is only ever
 # reached when the numerator is 0 too) and turns 0/0 into 0 instead of NaN.
 TINY = torch.finfo(torch.float32).tiny
@@ -58,7 +60,7 @@ def check_weight_vector(values, *, name: str, loss: str) -> list[float] | None:
         raise TypeError(f"{loss}: {name} must be a list of numbers, got {type(values).__name__}")
     floats = []
     for i, value in enumerate(list(values.tolist() if isinstance(values, torch.Tensor) else values)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
+        if not is_number(value):
             raise TypeError(f"{loss}: {name}[{i}] must be a number, got {value!r}")
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"{loss}: {name}[{i}] must be a finite number >= 0, got {value!r}")
@@ -83,6 +85,6 @@ def zero_loss(logits: torch.Tensor) -> torch.Tensor:
 
 
 def check_ignore_index(value, *, loss: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
+    if not is_int(value):
         raise TypeError(f"{loss}: ignore_index must be an integer, got {value!r}")
-    return value
+    return int(value)

@@ -21,6 +21,7 @@ from torch import nn
 
 from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.losses.inputs import check_ignore_index, check_logits_labels, zero_loss
+from unifiedseg.utils.checks import check_bool, is_int
 
 NAME = "LovaszLoss"
 CLASS_CHOICES = ("all", "present")
@@ -51,8 +52,7 @@ def lovasz_softmax(probs: torch.Tensor, labels: torch.Tensor, classes="present",
     """
     labels = check_logits_labels(probs, labels, ignore_index=ignore_index, loss=NAME, logits_name="probs")
     selected = _check_classes(classes, num_classes=probs.shape[1])
-    if not isinstance(per_image, bool):
-        raise TypeError(f"{NAME}: per_image must be true or false, got {per_image!r}")
+    per_image = check_bool(per_image, f"{NAME}: per_image", error=TypeError)
     if per_image:
         losses = [_lovasz_flat(p.unsqueeze(0), l.unsqueeze(0), selected, ignore_index) for p, l in zip(probs, labels)]
         losses = [loss for loss in losses if loss is not None]
@@ -95,7 +95,7 @@ def _check_classes(classes, *, num_classes: int | None = None):
     if not ids:
         raise ValueError(f"{NAME}: classes is an empty list; give class ids, 'all' or 'present'")
     for value in ids:
-        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        if not is_int(value) or value < 0:
             raise ValueError(f"{NAME}: classes must hold class ids (integers >= 0), got {value!r}")
         if num_classes is not None and value >= num_classes:
             raise ValueError(f"{NAME}: class id {value} in classes is outside the {num_classes} classes (0-{num_classes - 1})")
@@ -110,9 +110,7 @@ class LovaszLoss(nn.Module):
     def __init__(self, *, classes="present", per_image: bool = False, ignore_index: int = IGNORE_INDEX) -> None:
         super().__init__()
         self.classes = _check_classes(classes)
-        if not isinstance(per_image, bool):
-            raise TypeError(f"{NAME}: per_image must be true or false, got {per_image!r}")
-        self.per_image = per_image
+        self.per_image = check_bool(per_image, f"{NAME}: per_image", error=TypeError)
         self.ignore_index = check_ignore_index(ignore_index, loss=NAME)
 
     def forward(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

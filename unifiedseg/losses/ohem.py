@@ -16,13 +16,12 @@ The fraction of kept pixels over ALL pixels of the batch (ignored ones included)
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
 from unifiedseg.constants import IGNORE_INDEX
 from unifiedseg.losses.inputs import check_ignore_index, check_logits_labels
+from unifiedseg.utils.checks import is_finite_number, is_int
 
 NAME = "OHEMPixelSampler"
 
@@ -32,14 +31,14 @@ class OHEMPixelSampler:
 
     def __init__(self, *, thresh: float | None = None, min_kept: int = 100000, ignore_index: int = IGNORE_INDEX) -> None:
         if thresh is not None:
-            if isinstance(thresh, bool) or not isinstance(thresh, (int, float)) or not math.isfinite(thresh):
+            if not is_finite_number(thresh):
                 raise TypeError(f"{NAME}: thresh must be a probability in (0, 1] or null, got {thresh!r}")
             if not 0 < thresh <= 1:
                 raise ValueError(f"{NAME}: thresh must be a probability in (0, 1], got {thresh}")
-        if isinstance(min_kept, bool) or not isinstance(min_kept, int) or min_kept < 1:
+        if not is_int(min_kept) or min_kept < 1:
             raise ValueError(f"{NAME}: min_kept must be an integer >= 1 (pixels per image), got {min_kept!r}")
         self.thresh = None if thresh is None else float(thresh)
-        self.min_kept = min_kept
+        self.min_kept = int(min_kept)
         self.ignore_index = check_ignore_index(ignore_index, loss=NAME)
         self.last_kept_fraction: torch.Tensor | None = None
 

@@ -27,7 +27,9 @@ from torch import nn
 from unifiedseg.models.hrnet import HRNetV2Seg
 from unifiedseg.models.pretrained import load_pretrained
 from unifiedseg.models.pspnet import PSPNet
+from unifiedseg.utils.checks import is_int
 from unifiedseg.utils.names import suggest
+from unifiedseg.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +44,6 @@ MODEL_TYPES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
 
 class ModelConfigError(ValueError):
     """The `model` config section is wrong; the message names the key and lists the valid options."""
-
-
-def _plain(value: Any) -> Any:
-    """OmegaConf ListConfig and similar sequences as tuples, so constructors see plain values."""
-    if isinstance(value, (str, bytes, Mapping)) or not hasattr(value, "__iter__"):
-        return value
-    return tuple(value)
 
 
 def _did_you_mean(name: str, candidates: list[str]) -> str:
@@ -86,7 +81,7 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
     pretrained = cfg.get("pretrained")
     if pretrained is not None and (not isinstance(pretrained, (str, os.PathLike)) or str(pretrained) == ""):
         raise ModelConfigError(f"model.pretrained must be a file path or null, got {pretrained!r}")
-    kwargs = {key: _plain(cfg[key]) for key in cfg if key not in ("type", "pretrained")}
+    kwargs = {key: to_plain(cfg[key]) for key in cfg if key not in ("type", "pretrained")}
     if model_type == "hrnet":
         # HRNetV2 has no auxiliary head; accept MSeg-style configs that say so with aux_weight 0.
         aux_weight = kwargs.pop("aux_weight", 0)
@@ -112,7 +107,7 @@ def convert_sync_batchnorm(model: nn.Module, *, enabled: bool, world_size: int) 
     With one process SyncBatchNorm would only add overhead (and needs an initialised process group), so
     the model is returned unchanged.
     """
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
+    if not is_int(world_size) or world_size < 1:
         raise ValueError(f"world_size must be an integer >= 1, got {world_size!r}")
     if not (enabled and world_size > 1):
         return model

@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from unifiedseg.constants import MAX_WIDE_CLASSES
+from unifiedseg.utils.checks import is_int, is_number
 from unifiedseg.utils.names import suggest
 
 
@@ -13,10 +14,10 @@ def check_common_args(*, backbone: str, valid_backbones: list[str], num_classes:
     if backbone not in valid_backbones:
         hint = suggest(backbone, valid_backbones) if isinstance(backbone, str) else ""
         raise ValueError(f"backbone {backbone!r} is not a {family} backbone{hint}; valid: {', '.join(valid_backbones)}")
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or not 1 <= num_classes <= MAX_WIDE_CLASSES:
+    if not is_int(num_classes) or not 1 <= num_classes <= MAX_WIDE_CLASSES:
         raise ValueError(f"num_classes must be an integer in [1, {MAX_WIDE_CLASSES}] (what a uint16 label map holds), "
                          f"got {num_classes!r}")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
+    if not is_number(dropout) or not 0.0 <= dropout < 1.0:
         raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
 
 

@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from unifiedseg.models.checks import check_common_args, check_images
+from unifiedseg.utils.checks import is_finite_number, is_int
 
 # timm ResNet feature indices: 3 = layer3 (auxiliary head), 4 = layer4 (pyramid pooling).
 LAYER3_LAYER4 = (3, 4)
@@ -104,18 +105,18 @@ class PSPNet(nn.Module):
         check_common_args(
             backbone=backbone, valid_backbones=resnet_backbone_names(), num_classes=num_classes, dropout=dropout, family="ResNet"
         )
-        if output_stride not in VALID_OUTPUT_STRIDES or isinstance(output_stride, bool):
+        if not is_int(output_stride) or output_stride not in VALID_OUTPUT_STRIDES:
             raise ValueError(f"output_stride must be one of {VALID_OUTPUT_STRIDES}, got {output_stride!r}")
         zoom_factor = output_stride if zoom_factor is None else zoom_factor
-        if isinstance(zoom_factor, bool) or zoom_factor not in valid_zoom_factors(output_stride):
+        if not is_int(zoom_factor) or zoom_factor not in valid_zoom_factors(output_stride):
             raise ValueError(
                 f"zoom_factor must be one of {valid_zoom_factors(output_stride)} with output_stride {output_stride}, "
                 f"got {zoom_factor!r}"
             )
-        if isinstance(aux_weight, bool) or not isinstance(aux_weight, (int, float)) or aux_weight < 0:
+        if not is_finite_number(aux_weight) or aux_weight < 0:
             raise ValueError(f"aux_weight must be a number >= 0 (0 disables the auxiliary head), got {aux_weight!r}")
         ppm_bins = tuple(ppm_bins)
-        if not ppm_bins or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in ppm_bins):
+        if not ppm_bins or any(not is_int(b) or b < 1 for b in ppm_bins):
             raise ValueError(f"ppm_bins must be a non-empty list of positive integers, got {list(ppm_bins)!r}")
         if len(set(ppm_bins)) != len(ppm_bins):
             raise ValueError(f"ppm_bins has repeated sizes: {list(ppm_bins)!r}")

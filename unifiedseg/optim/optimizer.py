@@ -42,7 +42,8 @@ weight_decay = base_wd * decay_mult (both multipliers 1 unless a rule sets them)
 4. Parameters shared by several modules: with bypass_duplicate the later occurrences are skipped with a
    warning naming them; without it, an error names both names (MMCV leaves that to torch's error). With no
    paramwise_cfg at all, a shared parameter is optimised once, as MMCV's ``model.parameters()`` path does.
-5. A model wrapped in DataParallel / DistributedDataParallel is unwrapped, so names carry no "module." prefix.
+5. A model wrapped in DataParallel, DistributedDataParallel or torch.compile is unwrapped, so names carry no
+   "module." or "_orig_mod." prefix.
 
 Departures from MMCV, on purpose: parameters with the same (rule, lr_mult, decay_mult) share one param group
 instead of one group per parameter (same lr and weight decay per parameter, far fewer groups for torch's
@@ -59,16 +60,18 @@ OptimizerHook) and returns the norm before clipping for logging; cfg None disabl
 
 from __future__ import annotations
 
-import math
 import warnings
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
+from unifiedseg.utils.checks import check_bool, check_keys, check_number
+from unifiedseg.utils.modules import unwrap
 from unifiedseg.utils.names import suggest
+from unifiedseg.utils.plain import to_plain
 
 OPTIMIZER_TYPES: dict[str, type[torch.optim.Optimizer]] = {
     "SGD": torch.optim.SGD,
@@ -99,52 +102,6 @@ FROZEN_RULE = "frozen (requires_grad=False)"
 
 
 # ---------------------------------------------------------------------------------------------------------
-# Config checking helpers (shared by schedule.py and swa.py).
-
-
-def plain_cfg(value: Any) -> Any:
-    """`value` with every mapping turned into a dict and every list-like into a list (e.g. OmegaConf nodes)."""
-    if isinstance(value, Mapping):
-        return {key: plain_cfg(item) for key, item in value.items()}
-    if isinstance(value, Sequence) and not isinstance(value, (str, bytes)):
-        return [plain_cfg(item) for item in value]
-    return value
-
-
-def check_keys(cfg: Mapping, valid: Sequence[str], where: str) -> None:
-    """Raise ValueError naming the first key of `cfg` not in `valid`, listing the valid ones."""
-    for key in cfg:
-        if key not in valid:
-            raise ValueError(
-                f"{where}: unknown key {key!r}{suggest(str(key), list(valid))}; valid keys: {', '.join(valid)}"
-            )
-
-
-def check_number(value: Any, where: str, *, minimum: float | None = 0.0, strictly_above: bool = False) -> float:
-    """`value` as a float; a clear error unless it is a finite real number >= `minimum` (> with strictly_above)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise ValueError(f"{where} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strictly_above else value < minimum):
-        raise ValueError(f"{where} must be {'>' if strictly_above else '>='} {minimum}, got {value!r}")
-    return float(value)
-
-
-def check_int(value: Any, where: str, *, minimum: int = 0) -> int:
-    """`value` if it is an int >= `minimum`, else a clear error."""
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise ValueError(f"{where} must be an integer, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{where} must be >= {minimum}, got {value}")
-    return value
-
-
-def check_bool(value: Any, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{where} must be true or false, got {value!r}")
-    return value
-
-
-# ---------------------------------------------------------------------------------------------------------
 # Optimizer config.
 
 
@@ -164,7 +121,7 @@ class ParamwiseRules:
 
 def check_optimizer_cfg(cfg: Mapping) -> tuple[str, dict[str, Any], ParamwiseRules]:
     """Check an optimizer config; return (type, constructor kwargs, paramwise rules). Errors name the key."""
-    cfg = plain_cfg(cfg)
+    cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
         raise ValueError(f"optimizer config must be a mapping, got {type(cfg).__name__}")
     types = list(OPTIMIZER_TYPES)
@@ -295,7 +252,7 @@ def param_settings(model: nn.Module, cfg: Mapping) -> list[tuple[str, nn.Paramet
     Warns about custom keys applied to no parameter; raises on shared parameters unless bypass_duplicate.
     """
     _, _, rules = check_optimizer_cfg(cfg)
-    model = _unwrap(model)
+    model = unwrap(model)
     sorted_keys = sorted(sorted(rules.custom_keys), key=len, reverse=True)
     used_keys: set[str] = set()
     seen: dict[int, str] = {}
@@ -349,12 +306,6 @@ def _unused_key_message(key: str, settings: list[tuple[str, nn.Parameter, ParamS
             f"alphabetically earlier key of {sorted_keys}")
 
 
-def _unwrap(model: nn.Module) -> nn.Module:
-    if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-        return model.module
-    return model
-
-
 def build_optimizer(model: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
     """A torch optimizer over `model`'s parameters with the paramwise rules of `cfg` (module docstring)."""
     opt_type, kwargs, _ = check_optimizer_cfg(cfg)
@@ -378,7 +329,7 @@ def build_optimizer(model: nn.Module, cfg: Mapping) -> torch.optim.Optimizer:
 def format_param_groups(optimizer: torch.optim.Optimizer, model: nn.Module | None = None) -> str:
     """A text table of the optimizer's param groups: rule, parameter and element counts, lr, weight decay."""
     # Groups built by build_optimizer carry their names; other optimizers are named through the model.
-    names_by_id = {id(p): n for n, p in _unwrap(model).named_parameters()} if model is not None else {}
+    names_by_id = {id(p): n for n, p in unwrap(model).named_parameters()} if model is not None else {}
     header = ("group", "rule", "params", "elements", "lr", "weight_decay", "lr_mult", "decay_mult", "names")
     rows = [header]
     for index, group in enumerate(optimizer.param_groups):
@@ -408,7 +359,7 @@ def check_clip_cfg(cfg: Mapping | None) -> tuple[float, float] | None:
     """(max_norm, norm_type) of a `clip_grad` config, or None when clipping is off; errors name the key."""
     if cfg is None:
         return None
-    cfg = plain_cfg(cfg)
+    cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
         raise ValueError(f"clip_grad must be a mapping with {', '.join(CLIP_GRAD_KEYS)} or null, got {cfg!r}")
     check_keys(cfg, CLIP_GRAD_KEYS, "clip_grad")

@@ -40,7 +40,8 @@ from typing import Any
 
 import torch
 
-from unifiedseg.optim.optimizer import check_int, check_keys, check_number, plain_cfg
+from unifiedseg.utils.checks import check_int, check_keys, check_number
+from unifiedseg.utils.plain import to_plain
 
 POLICIES = ("poly", "step", "cosine", "constant")
 WARMUPS = ("linear", "constant", "exp")
@@ -60,7 +61,7 @@ DEFAULT_WARMUP_RATIO = 0.1
 
 def check_schedule_cfg(cfg: Mapping, max_iters: int) -> dict[str, Any]:
     """The schedule config with defaults filled in, checked against `max_iters`; errors name the key."""
-    cfg = plain_cfg(cfg)
+    cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
         raise ValueError(f"schedule config must be a mapping, got {type(cfg).__name__}")
     check_int(max_iters, "max_iters", minimum=1)

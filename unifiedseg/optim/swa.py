@@ -36,7 +36,9 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 from tqdm import tqdm
 
-from unifiedseg.optim.optimizer import check_int, check_keys, check_number, plain_cfg
+from unifiedseg.utils.checks import check_int, check_keys, check_number
+from unifiedseg.utils.modules import unwrap
+from unifiedseg.utils.plain import to_plain
 
 SWA_KEYS = ("start_iter", "swa_lr", "anneal_iters", "anneal_strategy")
 ANNEAL_STRATEGIES = ("cos", "linear")
@@ -48,7 +50,7 @@ def check_swa_cfg(cfg: Mapping | None, max_iters: int) -> dict[str, Any] | None:
     """The `swa` config with defaults filled in, or None when SWA is off; errors name the key."""
     if cfg is None:
         return None
-    cfg = plain_cfg(cfg)
+    cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
         raise ValueError(f"swa must be a mapping with {', '.join(SWA_KEYS)} or null, got {cfg!r}")
     check_keys(cfg, SWA_KEYS, "swa")
@@ -147,8 +149,7 @@ class SWAState:
         anneal_strategy: str = "cos",
         device: torch.device | str | None = None,
     ) -> None:
-        if isinstance(model, (nn.DataParallel, nn.parallel.DistributedDataParallel)):
-            model = model.module  # average the bare model, so the averaged one has plain parameter names
+        model = unwrap(model)  # average the bare model, so the averaged one has plain parameter names
         self.model = model
         self.optimizer = optimizer
         self.start_iter = start_iter

@@ -21,9 +21,10 @@ from PIL import Image, ImageDraw
 
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.label_sources.base import RawLabel, empty_segment_error, register_label_source
-from unifiedseg.data.label_sources.files import is_int, is_number, read_json
+from unifiedseg.data.label_sources.files import read_json
 from unifiedseg.data.label_sources.simple import IdPng
 from unifiedseg.data.listfile import ListEntry
+from unifiedseg.utils.checks import is_int, is_number
 
 
 @dataclass(frozen=True)

@@ -27,8 +27,8 @@ import numpy as np
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.label_sources.base import LabelSource, RawLabel, empty_segment_error, register_label_source
 from unifiedseg.data.label_sources.files import read_color_png, read_json
-from unifiedseg.utils.checks import is_int
 from unifiedseg.data.listfile import ListEntry
+from unifiedseg.utils.checks import is_int
 
 UNLABELED = 255
 NUM_CATEGORIES = 200  # COCO panoptic category ids are 1-200 (coco-panoptic-201 index 0 is unlabeled)

@@ -38,13 +38,3 @@ def read_color_png(path: str | os.PathLike) -> np.ndarray:
     if image.dtype != np.uint8:
         raise BadSampleError(path, f"expected 8 bits per channel, got {image.dtype}")
     return image[:, :, 2::-1]
-
-
-def is_int(value) -> bool:
-    """A JSON integer (not a bool)."""
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def is_number(value) -> bool:
-    """A JSON number (not a bool)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

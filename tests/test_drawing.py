@@ -12,7 +12,8 @@ from PIL import Image
 
 from checkpoint_fixtures import DEMO_CONFIG, one_thread, write_untrained_checkpoint  # noqa: F401 (autouse fixture)
 from unifiedseg.cli.demo import VIDEO_LEGEND_ROWS, main as demo_main
-from unifiedseg.evaluation import visualize as vis
+from unifiedseg import drawing as vis
+from unifiedseg.drawing import confusion, overlays, palettes
 from unifiedseg.inference import Predictor
 from unifiedseg.taxonomy import TaxonomyError
 
@@ -98,7 +99,7 @@ def test_label_pngs_are_indexed_with_the_class_ids_as_pixel_values(tmp_path):
 
 
 def test_label_pngs_fall_back_to_rgb_without_pillow(tmp_path, monkeypatch):
-    monkeypatch.setattr(vis, "Image", None)
+    monkeypatch.setattr(overlays, "Image", None)
     labels = np.array([[0, 1], [255, 3]], dtype=np.uint8)
     vis.save_label_png(tmp_path / "l.png", labels, PALETTE)
     rgb = cv2.imread(str(tmp_path / "l.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
@@ -175,7 +176,7 @@ def test_the_confusion_picture_is_row_normalised_with_a_grey_row_for_missing_cla
         return tuple(int(v) for v in vis.heat_colors(np.array([value]))[0])
 
     assert corner(0, 0) == viridis(0.75) and corner(0, 1) == viridis(0.25) and corner(0, 2) == viridis(0.0)
-    assert corner(1, 0) == corner(1, 2) == vis.MISSING_ROW_COLOR
+    assert corner(1, 0) == corner(1, 2) == confusion.MISSING_ROW_COLOR
     assert corner(2, 1) == corner(2, 2) == viridis(0.5)
     assert viridis(1.0) != viridis(0.0)
 
@@ -271,7 +272,7 @@ def test_wide_label_pngs_are_rgb_pictures_of_the_colours(tmp_path, monkeypatch):
     with Image.open(tmp_path / "wide.png") as image:
         assert image.mode == "RGB"  # a PNG palette holds 256 colours at most
         assert np.array(image).tolist() == [[[0, 10, 200], [255, 10, 200]], [[43, 11, 200], [0, 0, 0]]]
-    monkeypatch.setattr(vis, "Image", None)
+    monkeypatch.setattr(overlays, "Image", None)
     vis.save_label_png(tmp_path / "plain.png", WIDE_LABELS.astype(np.int64), palette)
     rgb = cv2.imread(str(tmp_path / "plain.png"), cv2.IMREAD_UNCHANGED)[..., ::-1]
     assert np.array_equal(rgb, vis.colorize(WIDE_LABELS, palette))
@@ -295,14 +296,14 @@ def test_generated_palettes_of_wide_spaces_are_distinct_never_black_and_extend_t
 
 
 def test_a_taken_colour_moves_darker_then_lighter_then_to_the_first_free_colour_from_white():
-    assert vis._free_color((10, 20, 30), {(10, 20, 30)}, None)[0] == (9, 19, 29)
+    assert palettes._free_color((10, 20, 30), {(10, 20, 30)}, None)[0] == (9, 19, 29)
     # (2, 3, 4) can go one step darker, to (1, 2, 3); with that taken too it goes lighter
-    assert vis._free_color((2, 3, 4), {(2, 3, 4), (1, 2, 3)}, None)[0] == (3, 4, 5)
+    assert palettes._free_color((2, 3, 4), {(2, 3, 4), (1, 2, 3)}, None)[0] == (3, 4, 5)
     greys = {(v, v, v) for v in range(256)}  # the whole diagonal of (5, 5, 5)
-    color, walk = vis._free_color((5, 5, 5), greys, None)
+    color, walk = palettes._free_color((5, 5, 5), greys, None)
     assert color == (255, 255, 254)
     # the walk resumes where it stopped: the next taken grey finds the next colour down from white
-    assert vis._free_color((9, 9, 9), greys | {color}, walk)[0] == (255, 255, 253)
+    assert palettes._free_color((9, 9, 9), greys | {color}, walk)[0] == (255, 255, 253)
 
 
 def test_palette_files_and_palettes_may_hold_up_to_65535_colours(tmp_path):

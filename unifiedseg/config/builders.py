@@ -1,0 +1,32 @@
+"""What training and inference both build from a training config, built one way for both: the label
+space it trains in (`training_converter`) and its model (`build_model_for`).
+
+A checkpoint stores the fingerprint of the label space and the identity of the model it was trained
+with; inference and evaluation rebuild both from the same config through these functions, so a
+checkpoint fits exactly when the config is the one it was trained with.
+"""
+
+from __future__ import annotations
+
+import torch
+from omegaconf import DictConfig
+
+from unifiedseg.models import build_model
+from unifiedseg.taxonomy import build_converter
+from unifiedseg.utils.plain import to_plain
+
+
+def training_converter(cfg: DictConfig):
+    """The label space a config trains in, built exactly as its checkpoints' fingerprint was (no test columns)."""
+    return build_converter(cfg.taxonomy.kind, cfg.taxonomy.tsv, train_datasets=list(cfg.data.train_datasets),
+                           test_datasets=[])
+
+
+def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
+    """The config's model with `num_classes` outputs, and its plain `model` section (num_classes filled in);
+    a config whose model.num_classes disagrees with the taxonomy is refused."""
+    model_cfg = dict(to_plain(cfg.model))
+    if model_cfg.setdefault("num_classes", num_classes) != num_classes:
+        raise ValueError(f"model.num_classes = {model_cfg['num_classes']} but the {cfg.taxonomy.kind} taxonomy "
+                         f"{cfg.taxonomy.tsv} has {num_classes} classes; drop model.num_classes (it is set from the taxonomy)")
+    return build_model(model_cfg), model_cfg
