@@ -319,3 +319,27 @@ def test_coco_segment_without_category_is_a_bad_sample(tmp_path, registry):
         SegmentationDataset.from_registry(info, "train", tmp_path, label_source="raw")[0]
     item = SegmentationDataset.from_registry(info, "train", tmp_path, label_source="raw", on_bad_sample="skip")[0]
     assert item["path"].endswith("000000000009.jpg") and len(item["bad_samples"]) == 1
+
+
+def test_a_segment_not_of_its_records_class_is_an_error_where_mseg_checks(tmp_path, registry):
+    """COCO, BDD, Mapillary and SUN RGB-D: MSeg asserts a record's segment holds its original class; a
+    label that disagrees (e.g. another release) is refused naming the file and the record."""
+    small_tree(tmp_path, "mapillary")
+    label = tmp_path / "MapillaryVistasPublic" / "training" / "labels" / "0NquXdbXeGCs8rw3XJ2apQ.png"
+    road = raw_trees.cls("mapillary-public66", "Road")
+    raw_trees.write_palette_png(label, np.full((raw_trees.H, raw_trees.W), road, np.uint8), "mapillary-public66")
+    dataset = SegmentationDataset.from_registry(registry.get("mapillary-public65-relabeled"), "train", tmp_path,
+                                                label_source="raw")
+    index = next(i for i, e in enumerate(dataset.entries) if e.image.stem == "0NquXdbXeGCs8rw3XJ2apQ")
+    with pytest.raises(BadSampleError, match=r"0NquXdbXeGCs8rw3XJ2apQ.png: \d+ of the segment's \d+ pixels do not hold "
+                                             r"\w+ \(relabel record .*records.tsv.xz:\d+ \(segment 7936: "):
+        dataset[index]
+
+
+def test_an_unknown_relabel_group_is_refused_at_load(tmp_path):
+    from unifiedseg.data.registry import RegistryError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("mine:\n  root: Mine\n  lists: {train: t.txt}\n  num_classes: 19\n  raw: {from: bdd, relabel: bddd}\n")
+    with pytest.raises(RegistryError, match=r"unknown raw.relabel 'bddd'; did you mean 'bdd'\?"):
+        DatasetRegistry.load(extra_files=[bad])

@@ -71,3 +71,32 @@ def test_an_unknown_label_source_is_refused_before_anything_is_built(tmp_path, c
                            "data.label_source=rwa"])
     assert code != 0
     assert "data.label_source must be one of prepared, raw, got 'rwa'" in capsys.readouterr().err
+
+
+def test_raw_mode_maps_a_datasets_own_list_onto_the_publishers_files(raw_root):
+    """COCO's val_small has no raw list of its own, and a user's own list of a relabeled dataset names
+    its images: each image takes its label file from the raw entry's lists."""
+    from unifiedseg.data.labels import read_entries
+    from unifiedseg.data.listfile import ListFileError
+    from unifiedseg.data.registry import DatasetRegistry
+    from unifiedseg.data.splits import user_list_path
+
+    registry = DatasetRegistry.load()
+    info = registry.get("cityscapes-19-relabeled")
+    raw = read_entries(info, "train", raw_root, "raw")
+    mine = user_list_path(info, "train", raw_root)
+    mine.parent.mkdir(parents=True, exist_ok=True)
+    first = raw[-1].image.relative_to(raw_root / "Cityscapes")
+    mine.write_text(f"{first} gtFine_19cls_relabeled/whatever.png\n")
+    entries = read_entries(info, "train", raw_root, "raw")
+    assert [(e.image, e.label, e.line) for e in entries] == [(raw[-1].image, raw[-1].label, 1)]
+    mine.write_text("leftImg8bit/train/nowhere/x.png y.png\n")
+    with pytest.raises(ListFileError, match=r"dataset cityscapes-19-relabeled split train: list line 1 names .*x.png, "
+                                            r"which no list of cityscapes-34"):
+        read_entries(info, "train", raw_root, "raw")
+    # COCO's val_small: MSeg lists it for 133(-relabeled) only; its images' panoptic PNGs come from the val list
+    coco = read_entries(registry.get("coco-panoptic-133-relabeled"), "val_small", raw_root, "raw")
+    folder = raw_root / "COCOPanoptic"
+    assert len(coco) == 300
+    assert (coco[0].image.relative_to(folder).as_posix(), coco[0].label.relative_to(folder).as_posix()) == (
+        "images/val2017/000000000139.jpg", "annotations/panoptic_val2017/000000000139.png")

@@ -22,18 +22,19 @@ from unifiedseg.constants import ignore_index_of
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.label_sources import LabelSource, build_label_source
 from unifiedseg.data.label_sources.base import SourceContext
-from unifiedseg.data.listfile import ListEntry
+from unifiedseg.data.listfile import ListEntry, ListFileError
 from unifiedseg.data.registry import DatasetInfo, RegistryError
 from unifiedseg.data.relabel import RelabelError, RelabelIndex, load_index
-from unifiedseg.data.splits import read_split
+from unifiedseg.data.splits import available_splits, read_split, user_list_path
 from unifiedseg.paths import taxonomy_dir
 from unifiedseg.taxonomy.converter import unknown_label_ids
 from unifiedseg.taxonomy.remap import chain_release_lut, identity_lut
-from unifiedseg.taxonomy.table import dataset_names, load_names, names_file, read_palette
+from unifiedseg.taxonomy.table import UNLABELED, dataset_names, load_names, names_file, read_palette
 
 
 LABEL_MODES = ("prepared", "raw")
-UNLABELED = "unlabeled"
+# The record groups whose segments MSeg's preparation asserts hold the original class (mseg-api: strict).
+VERIFIED_GROUPS = ("cocop", "bdd", "mapillary", "sunrgbd")
 
 
 @dataclass(frozen=True)
@@ -64,8 +65,33 @@ def read_plan(info: DatasetInfo, mode: str = "prepared") -> ReadPlan:
 
 
 def read_entries(info: DatasetInfo, split: str, data_root, mode: str = "prepared", require_labels: bool = True):
-    """The list entries a dataset split reads in a mode (raw mode: the lists of `raw.from`)."""
-    return read_split(read_plan(info, mode).list_info, split, data_root, require_labels=require_labels)
+    """The list entries a dataset split reads in a mode.
+
+    Raw mode reads the lists of `raw.from` (the publisher's label files). When that entry has no such
+    split (COCO's `val_small`), or the user keeps a list of their own for this dataset, the dataset's
+    own list is read and each image takes its raw label from the `raw.from` lists (the same split
+    name first); an image they do not list is an error naming the list line."""
+    list_info = read_plan(info, mode).list_info
+    if list_info is info:
+        return read_split(info, split, data_root, require_labels=require_labels)
+    own_list = split in info.lists or (info.mseg_lists and user_list_path(info, split, data_root).is_file())
+    raw_splits = available_splits(list_info)
+    if split in raw_splits and not own_list:
+        return read_split(list_info, split, data_root, require_labels=require_labels)
+    wanted = read_split(info, split, data_root, require_labels=require_labels)
+    raw_label: dict = {}
+    # the split of the same name, then those it extends (val for val_small), then the rest
+    for other in sorted(raw_splits, key=lambda s: (s != split, not split.startswith(s), s)):
+        if all(entry.image in raw_label for entry in wanted):
+            break
+        for entry in read_split(list_info, other, data_root, require_labels=False):
+            raw_label.setdefault(entry.image, entry.label)
+    missing = [entry for entry in wanted if entry.image not in raw_label]
+    if missing:
+        raise ListFileError(f"dataset {info.name} split {split}: list line {missing[0].line} names {missing[0].image}, "
+                            f"which no list of {list_info.name} (raw mode reads its label files) has "
+                            f"({len(missing)} such line(s))")
+    return [ListEntry(entry.image, raw_label[entry.image], entry.line) for entry in wanted]
 
 
 @dataclass(frozen=True)
@@ -80,14 +106,23 @@ class Label:
 @dataclass(frozen=True)
 class Relabeling:
     """MSeg's records for one dataset: the index group, class names to training ids (new classes) and
-    to own ids (original classes, for `strict`), and the table disk id -> own id (for `strict`)."""
+    to own ids (original classes), and the table disk id -> own id.
+
+    `verify`: the dataset is one MSeg's preparation checks (COCO, BDD, Mapillary, SUN RGB-D: it asserts
+    that every pixel of a record's segment holds the record's original class); a segment that does not
+    is an error naming the file and the record, never a silently wrong label. `strict`: restrict each
+    edit to the pixels of its original class (MSeg overwrites the whole segment). The original class is
+    compared after the dataset's remap to its `-relabeled` list; for the Cityscapes and IDD rider records,
+    whose original class `rider_other` MSeg's tables never produce (they send rider to bicyclist and
+    motorcyclist), strict mode therefore leaves those records without effect."""
 
     group: str
     index: RelabelIndex
     new_ids: dict[str, int]
     own_ids: dict[str, int]
     disk_to_own: np.ndarray
-    strict: bool = False  # restrict each edit to pixels of the record's original class (MSeg does not)
+    verify: bool = False
+    strict: bool = False
 
 
 @dataclass(frozen=True)
@@ -115,18 +150,26 @@ class LabelMapper:
             return Label(disk)
         plan = self.relabeling
         edits = []
+        own = None
         for edit in plan.index.edits(plan.group, entry.image):
-            mask = self.source.segment_mask(entry, raw, edit.segment)
-            if mask.shape != disk.shape:
-                raise BadSampleError(path, f"segment {edit.segment} mask is {mask.shape} but the label is {disk.shape}")
+            record = f"relabel record {plan.index.source}:{edit.line} (segment {edit.segment}: {edit.orig_class} -> {edit.new_class})"
             try:
-                new = plan.new_ids[edit.new_class]
+                mask = self.source.segment_mask(entry, raw, edit.segment)
+            except BadSampleError as err:
+                raise BadSampleError(err.path, f"{err.problem} ({record})") from None
+            if mask.shape != disk.shape:
+                raise BadSampleError(path, f"segment mask is {mask.shape} but the label is {disk.shape} ({record})")
+            if plan.verify or plan.strict:
+                own = plan.disk_to_own[disk] if own is None else own  # once per image
+                of_orig = own == plan.own_ids[edit.orig_class]
+                if plan.verify:
+                    wrong = int(np.count_nonzero(mask & ~of_orig))
+                    if wrong:
+                        raise BadSampleError(path, f"{wrong} of the segment's {int(np.count_nonzero(mask))} pixels do not "
+                                                   f"hold {edit.orig_class} ({record}; MSeg's preparation checks this)")
                 if plan.strict:
-                    mask = mask & (plan.disk_to_own[disk] == plan.own_ids[edit.orig_class])
-            except KeyError as err:
-                raise RelabelError(f"{plan.index.source}:{edit.line}: class {err.args[0]!r} is not in "
-                                   f"{self.dataset}'s class list") from None
-            edits.append((mask, new))
+                    mask = mask & of_orig
+            edits.append((mask, plan.new_ids[edit.new_class]))
         return Label(disk, tuple(edits))
 
     def read_mapped(self, entry: ListEntry) -> np.ndarray:
@@ -214,8 +257,14 @@ def build_label_mapper(info: DatasetInfo, converter=None, partial: bool = False,
         own_ids.setdefault(UNLABELED, ignore_index_of(own_lut.dtype))
         new_ids = {name: int(own_lut[i]) for name, i in own_ids.items() if i < len(own_lut)}
         new_ids[UNLABELED] = ignore_index_of(lut.dtype)
-        relabeling = Relabeling(group=plan.relabel, index=load_index(), new_ids=new_ids, own_ids=own_ids,
-                                disk_to_own=_full_table(disk_lut), strict=strict_relabel)
+        index = load_index()
+        unknown = index.class_names(plan.relabel) - set(own_ids)
+        if unknown:  # checked once here, not mid-training
+            raise RelabelError(f"{index.source}: records of group {plan.relabel!r} name classes not in {info.name}'s "
+                               f"class list: {', '.join(sorted(unknown))}")
+        relabeling = Relabeling(group=plan.relabel, index=index, new_ids=new_ids, own_ids=own_ids,
+                                disk_to_own=_full_table(disk_lut), verify=plan.relabel in VERIFIED_GROUPS,
+                                strict=strict_relabel)
     return LabelMapper(dataset=info.name, lut=lut, num_disk_classes=len(disk_names), source=source,
                        relabeling=relabeling)
 

@@ -203,6 +203,12 @@ def _parse_raw(spec, where: str) -> RawSpec | None:
             raise RegistryError(f"{where}: unknown key raw.{key}{suggest(str(key), list(RAW_KEYS))}; valid: {', '.join(RAW_KEYS)}")
     if spec.get("source") is not None:
         _check_source(str(spec["source"]), where, "raw.source")
+    if spec.get("relabel") is not None:
+        from unifiedseg.data.relabel import GROUPS
+
+        if spec["relabel"] not in GROUPS:
+            raise RegistryError(f"{where}: unknown raw.relabel {spec['relabel']!r}{suggest(str(spec['relabel']), list(GROUPS))}; "
+                                f"valid: {', '.join(GROUPS)}")
     return RawSpec(from_entry=str(spec["from"]), source=spec.get("source"), release=spec.get("release"),
                    relabel=spec.get("relabel"),
                    segments_in=spec.get("segments_in"))

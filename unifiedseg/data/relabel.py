@@ -85,6 +85,10 @@ class RelabelIndex:
         """The edits of one image (empty for most images: only images with records pay for masks)."""
         return self.groups.get(group, {}).get((image.parent.name, image.stem), ())
 
+    def class_names(self, group: str) -> set[str]:
+        """Every class name the records of `group` use (original and new)."""
+        return {name for edits in self.groups.get(group, {}).values() for e in edits for name in (e.orig_class, e.new_class)}
+
     def counts(self) -> dict[str, tuple[int, int]]:
         """group -> (images, segments)."""
         return {g: (len(by_image), sum(len(e) for e in by_image.values())) for g, by_image in self.groups.items()}
