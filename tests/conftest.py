@@ -19,3 +19,17 @@ def demo_root(tmp_path_factory):
     root = tmp_path_factory.mktemp("demo_data")
     make_demo_data(root, num_train=6, num_val=4, num_test=4, progress=False)
     return root
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache_dir(tmp_path_factory):
+    """Generated lists and decoded-annotation caches go to a session folder, not the user's ~/.cache."""
+    import os
+
+    previous = os.environ.get("UNIFIEDSEG_CACHE_DIR")
+    os.environ["UNIFIEDSEG_CACHE_DIR"] = str(tmp_path_factory.mktemp("unifiedseg_cache"))
+    yield
+    if previous is None:
+        os.environ.pop("UNIFIEDSEG_CACHE_DIR", None)
+    else:
+        os.environ["UNIFIEDSEG_CACHE_DIR"] = previous

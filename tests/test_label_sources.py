@@ -109,6 +109,17 @@ def test_coco_panoptic_json_is_parsed_once(coco, monkeypatch):
     np.testing.assert_array_equal(source("coco_panoptic", folder).read(item).ids, first.ids)
 
 
+def test_coco_panoptic_index_is_cached_on_disk_for_other_processes(coco, monkeypatch, tmp_path):
+    monkeypatch.setenv("UNIFIEDSEG_CACHE_DIR", str(tmp_path / "cache"))
+    folder, item, _ = coco
+    first = source("coco_panoptic", folder).read(item)
+    assert len(list((tmp_path / "cache" / "coco_panoptic").glob("panoptic_val2017-*.npz"))) == 1
+    monkeypatch.setattr(coco_module, "_INDEX_CACHE", {})  # a fresh process (a loader worker, a later run)
+    monkeypatch.setattr(coco_module, "read_json", lambda path: pytest.fail("JSON parsed although cached"))
+    np.testing.assert_array_equal(source("coco_panoptic", folder).read(item).ids, first.ids)
+    assert coco_module.load_panoptic_index(folder / "annotations/panoptic_val2017.json")["000000000001.png"].shape == (0, 2)
+
+
 def rewrite_segments(folder: Path, segments) -> None:
     path = folder / "annotations/panoptic_val2017.json"
     document = json.loads(path.read_text())

@@ -62,6 +62,30 @@ def test_training_reads_the_publishers_files(raw_root, tmp_path):
     metrics = json.loads((work_dir / "final_metrics.json").read_text())
     assert set(metrics["datasets"]) == {"cityscapes-19-relabeled", "idd-39-relabeled"}
     assert "  label_source: raw\n" in (work_dir / "config.yaml").read_text()
+    # tools/test.py on the same raw files (the run's resolved config says label_source: raw)
+    from unifiedseg.cli import test as test_cli
+
+    assert test_cli.main(["--config", str(work_dir / "config.yaml"), "--checkpoint", str(work_dir / "checkpoints" / "final.pth"),
+                          "--datasets", "idd-39-relabeled", "--root", str(raw_root), "--label-source", "raw",
+                          "--device", "cpu", "--out", str(tmp_path / "test")]) == 0
+    results = json.loads((tmp_path / "test" / "results.json").read_text())
+    assert results["datasets"]["idd-39-relabeled"]["images"] > 0
+
+
+def test_data_tools_read_raw_files(raw_root, capsys):
+    from unifiedseg.cli import dataset_stats as stats_cli
+    from unifiedseg.cli import verify_dataset as verify_cli
+
+    out = raw_root / "stats.json"
+    assert stats_cli.main(["--datasets", "cityscapes-19-relabeled", "--root", str(raw_root), "--label-source", "raw",
+                           "--out", str(out)]) == 0
+    stats = json.loads(out.read_text())["datasets"]["cityscapes-19-relabeled"]
+    names = stats["classes"]
+    assert stats["pixels"][names.index("bicyclist")] > 0  # rider polygons relabeled by MSeg's records
+    capsys.readouterr()
+    assert verify_cli.main(["--dataset", "idd-39-relabeled", "--root", str(raw_root), "--label-source", "raw"]) == 0
+    last = capsys.readouterr().out.splitlines()[-1]
+    assert last.startswith("idd-39-relabeled train: ") and last.endswith(" good, 0 bad")
 
 
 def test_an_unknown_label_source_is_refused_before_anything_is_built(tmp_path, capsys):
@@ -100,3 +124,22 @@ def test_raw_mode_maps_a_datasets_own_list_onto_the_publishers_files(raw_root):
     assert len(coco) == 300
     assert (coco[0].image.relative_to(folder).as_posix(), coco[0].label.relative_to(folder).as_posix()) == (
         "images/val2017/000000000139.jpg", "annotations/panoptic_val2017/000000000139.png")
+
+
+def test_raw_status_checks_the_files_relabel_segments_come_from(tmp_path, capsys, monkeypatch):
+    import shutil
+
+    monkeypatch.setenv("UNIFIEDSEG_CACHE_DIR", str(tmp_path / "cache"))
+    root = tmp_path / "mseg_dataset"
+    raw_trees.build(root, ("ade20k",))
+    args = ("--label-source", "raw", "--datasets", "ade20k-150-relabeled", "--splits", "train")
+    code, rows = status(root, *args, capsys=capsys)
+    assert code == 0 and rows["ade20k-150-relabeled", "train"]["state"] == "ok"
+    shutil.rmtree(root / "ADE20K" / "ADE20K_2016_07_26")  # the full release (instance masks) not unpacked
+    code, rows = status(root, *args, capsys=capsys)
+    row = rows["ade20k-150-relabeled", "train"]
+    assert code == 1 and row["state"] == "incomplete"
+    assert "_seg.png (list line" in row["first_missing"] and "ADE20K_2016_07_26.zip" in row["hint"]
+    # the unrelabeled dataset reads no segments: still complete
+    code, rows = status(root, "--label-source", "raw", "--datasets", "ade20k-150", "--splits", "train", capsys=capsys)
+    assert code == 0

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from unifiedseg.config import ConfigError, load_config
 from unifiedseg.data.decode import BadSampleError
+from unifiedseg.data.labels import LABEL_MODES
 from unifiedseg.data.listfile import ListFileError
 from unifiedseg.data.registry import RegistryError
 from unifiedseg.engine.checkpoint import CheckpointError
@@ -33,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--datasets", required=True, nargs="+", metavar="NAME", help="registry datasets to evaluate")
     parser.add_argument("--out", default=None, help="output folder (default: WORK_DIR/test)")
     parser.add_argument("--split", default="val", help="which list of each dataset (default: val)")
-    parser.add_argument("--label-source", choices=("prepared", "raw"), default=None,
+    parser.add_argument("--label-source", choices=LABEL_MODES, default=None,
                         help="prepared: the files MSeg's preparation writes | raw: the publishers' files (default: the "
                              "config's data.label_source)")
     parser.add_argument("--root", default=None, help="data root (default: data.root of the config, else $UNIFIEDSEG_DATA_ROOT)")

@@ -142,6 +142,8 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
     if not has_labels:
         status.labels = None
     label_file = _label_file_function(dataset_info, label_source, mapper_for)
+    segment_file = _segment_file_function(dataset_info, label_source, mapper_for)
+    missing_segments = None
     missing_image = missing_label = None
     bar = tqdm(entries, desc=f"status {info.name} {request.split}", unit="line", leave=False,
                disable=not progress or len(entries) < PROGRESS_MIN_LINES or not folder_present)
@@ -155,6 +157,9 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
             missing_image = entry
         if entry.label is None:
             continue
+        segments = segment_file(entry)
+        if segments is not None and missing_segments is None and not exists(segments):
+            missing_segments = replace(entry, label=segments)
         if exists(label_file(entry)):
             status.labels += 1
             first_label = first_label or entry
@@ -166,6 +171,13 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
         status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
     _check_first_label(status, dataset_info, first_label, mapper_for)
     _judge(status, info, root, folder_present, missing_image, missing_label)
+    if missing_segments is not None and folder_present:
+        status.state = INCOMPLETE if status.state == OK else status.state
+        status.first_missing = status.first_missing or f"{missing_segments.label} (list line {missing_segments.line})"
+        status.hint = "; ".join(filter(None, [status.hint, f"MSeg's relabel records of this image read their segments "
+                                                          f"from {missing_segments.label.name}, which is missing (ADE20K: "
+                                                          f"the full release ADE20K_2016_07_26.zip; Mapillary: instances/; "
+                                                          f"Cityscapes: the *_polygons.json of gtFine)"]))
     return status
 
 
@@ -178,6 +190,22 @@ def _label_file_function(info, label_source: str, mapper_for):
         return mapper_for(info).source.label_file
     except (RegistryError, TaxonomyError, ValueError):
         return lambda entry: entry.label
+
+
+def _segment_file_function(info, label_source: str, mapper_for):
+    """For raw mode with relabel records: entry -> the file its records' segments come from (None for
+    entries without records, or when segments come from the label file itself)."""
+    none = lambda entry: None  # noqa: E731
+    if label_source == "prepared":
+        return none
+    try:
+        mapper = mapper_for(info)
+    except (RegistryError, TaxonomyError, ValueError):
+        return none
+    plan = mapper.relabeling
+    if plan is None:
+        return none
+    return lambda entry: mapper.source.segment_file(entry) if plan.index.edits(plan.group, entry.image) else None
 
 
 def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[str]:
@@ -211,8 +239,8 @@ def _check_first_label(status: SplitStatus, info, entry: ListEntry | None, mappe
     except RegistryError as err:
         status.state, status.problem = BAD_LABELS, str(err)
         return
-    try:
-        mapper.read(entry)
+    try:  # the ids only: relabel segments are counted apart (missing segment files)
+        mapper.check(mapper.source.read(entry).ids, mapper.source.label_file(entry))
     except BadSampleError as err:
         status.state = BAD_LABELS
         status.problem = f"list line {entry.line}: {err}"

@@ -79,6 +79,12 @@ class Ade20kFull(IdPng):
         folder = self.context.folder if self.context.folder is not None else self.label_file(entry).parents[2]
         return Path(folder).parent / FULL_RELEASE / "images"
 
+    def segment_file(self, entry: ListEntry) -> Path:
+        try:
+            return self.seg_file(entry)
+        except BadSampleError:  # not under the full release: name where it would be
+            return self.images_folder(entry) / f"{self.label_file(entry).stem}{SEG_SUFFIX}"
+
     def seg_file(self, entry: ListEntry) -> Path:
         images = self.images_folder(entry)
         stem = self.label_file(entry).stem
@@ -112,7 +118,10 @@ def resized_instances(path: Path, shape: tuple[int, int]) -> np.ndarray:
     instance mask). Decoding the full-resolution colour PNG is most of a crop's cost, so the resized
     channel is cached as a small PNG under unifiedseg.paths.cache_dir(), keyed by the file's path, size
     and modification time (a changed file is read again; an unwritable cache is only slower)."""
-    stat = path.stat()
+    try:
+        stat = path.stat()
+    except OSError as err:
+        raise BadSampleError(path, f"cannot read the instance mask: {err.strerror}") from None
     key = hashlib.sha1(f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}|{shape}".encode()).hexdigest()
     cached = cache_dir() / "ade20k_instances" / key[:2] / f"{key}.png"
     if cached.is_file():

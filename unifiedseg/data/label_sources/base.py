@@ -55,6 +55,11 @@ class LabelSource:
     def read(self, entry: ListEntry) -> RawLabel:
         raise NotImplementedError
 
+    def segment_file(self, entry: ListEntry) -> Path | None:
+        """The file relabel segments of this entry come from, when it is not the label file itself (for
+        the status command: an instance-mask tree can be missing while the labels are there)."""
+        return None
+
     def segment_mask(self, entry: ListEntry, label: RawLabel, segment: int) -> np.ndarray:
         raise BadSampleError(self.label_file(entry), f"label source {self.name!r} has no segments to relabel "
                                                     f"(segment {segment} asked)")

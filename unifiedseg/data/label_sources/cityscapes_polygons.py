@@ -124,6 +124,9 @@ def polygons_file(label: Path, suffix: str) -> Path:
 class CityscapesPolygons(IdPng):
     suffix = "_gtFine_labelIds.png"
 
+    def segment_file(self, entry: ListEntry) -> Path:
+        return polygons_file(self.label_file(entry), self.suffix)
+
     def segment_mask(self, entry: ListEntry, label: RawLabel, segment: int) -> np.ndarray:
         polygons = label.context.get("polygons")
         if polygons is None:

@@ -11,12 +11,15 @@ or listed twice, so those are errors here too.
 A relabel record's segment is a panoptic segment id; one the image's `segments_info` does not list is an
 error (MSeg's preparation fails there as well).
 
-Each JSON is parsed once per process (`panoptic_train2017.json` is large) and kept as a compact index:
-file name -> (segment ids, category ids).
+Each JSON is parsed once (`panoptic_train2017.json` is large) into a compact index, file name ->
+(segment ids, category ids), kept per process and cached on disk under unifiedseg.paths.cache_dir()
+(keyed by the JSON's path, size and modification time) so loader workers and later runs skip the parse.
 """
 
 from __future__ import annotations
 
+import hashlib
+import io
 import os
 import threading
 from pathlib import Path
@@ -28,6 +31,8 @@ from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.label_sources.base import LabelSource, RawLabel, empty_segment_error, register_label_source
 from unifiedseg.data.label_sources.files import read_color_png, read_json
 from unifiedseg.data.listfile import ListEntry
+from unifiedseg.paths import cache_dir
+from unifiedseg.utils.fileio import atomic_write
 from unifiedseg.utils.checks import is_int
 
 UNLABELED = 255
@@ -58,14 +63,53 @@ def load_panoptic_index(path: Path) -> dict:
     with _INDEX_LOCK:
         cached = _INDEX_CACHE.get(key)
         if cached is None or cached[0] != version:
-            try:
-                index = _build_index(path, read_json(path))
-            except BadSampleError as err:
-                index = err
+            index = _read_cached_index(path, version)
+            if index is None:
+                try:
+                    index = _build_index(path, read_json(path))
+                    _write_cached_index(path, version, index)
+                except BadSampleError as err:
+                    index = err
             _INDEX_CACHE[key] = cached = (version, index)
     if isinstance(cached[1], BadSampleError):
         raise cached[1]
     return cached[1]
+
+
+def _cache_file(path: Path, version: tuple[int, int]) -> Path:
+    key = hashlib.sha1(f"{path.resolve()}|{version}".encode()).hexdigest()[:20]
+    return cache_dir() / "coco_panoptic" / f"{path.stem}-{key}.npz"
+
+
+def _read_cached_index(path: Path, version: tuple[int, int]) -> dict | None:
+    """The compact index written by an earlier process (parsing panoptic_train2017.json takes seconds and
+    GBs; every loader worker would pay it), or None."""
+    cached = _cache_file(path, version)
+    try:
+        with np.load(cached, allow_pickle=False) as arrays:
+            names, offsets, table = arrays["names"].tolist(), arrays["offsets"], arrays["table"]
+            problems = dict(zip(arrays["problem_names"].tolist(), arrays["problems"].tolist()))
+    except (OSError, KeyError, ValueError):
+        return None
+    index = {name: table[offsets[i]:offsets[i + 1]] for i, name in enumerate(names)}
+    index.update(problems)
+    return index
+
+
+def _write_cached_index(path: Path, version: tuple[int, int], index: dict) -> None:
+    tables = {name: value for name, value in index.items() if not isinstance(value, str)}
+    problems = {name: value for name, value in index.items() if isinstance(value, str)}
+    offsets = np.cumsum([0] + [len(t) for t in tables.values()]).astype(np.int64)
+    table = np.concatenate(list(tables.values())) if tables else np.empty((0, 2), np.int64)
+    cached = _cache_file(path, version)
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        buffer = io.BytesIO()
+        np.savez(buffer, names=np.array(list(tables), dtype=str), offsets=offsets, table=table,
+                 problem_names=np.array(list(problems), dtype=str), problems=np.array(list(problems.values()), dtype=str))
+        atomic_write(cached, lambda handle: handle.write(buffer.getvalue()))
+    except OSError:
+        pass  # an unwritable cache only costs the next process a parse
 
 
 def _build_index(path: Path, document) -> dict:

@@ -37,6 +37,9 @@ class PalettePng(LabelSource):
     def read(self, entry: ListEntry) -> RawLabel:
         return RawLabel(read_palette_label(self.label_file(entry)))
 
+    def segment_file(self, entry: ListEntry) -> Path:
+        return self.instance_file(entry)
+
     def instance_file(self, entry: ListEntry) -> Path:
         label = self.label_file(entry)
         return label.parent.parent / "instances" / label.name
