@@ -115,7 +115,7 @@ def train_step_rate(sizes: Sizes, device: torch.device, mode: str) -> dict:
 
 def loader_rate(sizes: Sizes, workers: int, folder: Path) -> float:
     """Crops/s that `workers` loader processes deliver from 1080p JPEG frames (MSeg's 1080p augmentation,
-    uint8 crops as with data.normalize_on_device)."""
+    uint8 crops, as training loaders send them)."""
     info = DatasetRegistry.load().get("cityscapes-34")  # labelIds on disk
     converter = TaxonomyConverter.from_tsv("mseg", train_datasets=["cityscapes-34"], test_datasets=[])
     dataset = SegmentationDataset(name=info.name, entries=read_list(folder / "list.txt", folder),

@@ -5,7 +5,7 @@ Parts (all by default; choose with --parts):
 
   crops    crops/s on one core per dataset, prepared vs raw, at 1080p with MSeg's full augmentation
            (short side 1080, scale 0.5-2, rotation, blur, flip, 713x713 crops, uint8 out as with
-           data.normalize_on_device), on synthetic frames at each dataset's real resolution, named after
+           training loaders), on synthetic frames at each dataset's real resolution, named after
            real images of the shipped relabel index so that its records apply. For each dataset, frames
            with records and frames without are timed separately, with the same seeds in both modes, and
            combined in the share of its train images that have records (MSeg's PREPARATION.md):

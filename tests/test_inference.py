@@ -16,6 +16,7 @@ from unifiedseg.engine.launch import run_training
 from unifiedseg.inference import InferenceSettings, Predictor, predict_probs
 from unifiedseg.inference.tiling import (blend_window, confidence, logits_to_probs, pad_to_crop, slide_probs,
                                          tile_starts, upsample_chunked, whole_probs)
+from unifiedseg.models import Segmentor
 from unifiedseg.taxonomy import TaxonomyError, build_converter
 
 REPO = Path(__file__).resolve().parent.parent
@@ -86,18 +87,16 @@ def test_chunked_upsampling_equals_one_interpolate_call():
     assert torch.allclose(accumulated, reference + 1, rtol=0, atol=1e-6)
 
 
-def test_coarse_logits_are_upsampled_in_chunks_cropped_and_softmaxed():
-    h, w, stride = 25, 30, 4  # logits 7 x 8 cover 28 x 32 pixels, cropped to 25 x 30
-    logits = torch.randn(2, 10, 7, 8, generator=torch.Generator().manual_seed(1))
-    chunked = logits_to_probs(logits, (h, w), logits_stride=stride, class_chunk=3)
-    whole = logits_to_probs(logits, (h, w), logits_stride=stride, class_chunk=100)
-    reference = F.interpolate(logits, size=(28, 32), mode="bilinear", align_corners=False)[..., :h, :w].softmax(1)
-    assert chunked.shape == (2, 10, h, w)
-    assert torch.allclose(chunked, whole, rtol=0, atol=1e-6)
-    assert torch.allclose(chunked, reference, atol=1e-6)
-    assert torch.allclose(chunked.sum(1), torch.ones(2, h, w), atol=1e-5)
-    with pytest.raises(ValueError, match=r"expected \(7, 8\)"):
-        logits_to_probs(torch.zeros(1, 3, 6, 8), (h, w), logits_stride=stride)
+def test_logits_become_probabilities_in_row_blocks_and_must_be_at_the_input_size():
+    h, w = 25, 30
+    logits = torch.randn(2, 10, h, w, generator=torch.Generator().manual_seed(1))
+    blocks = logits_to_probs(logits, (h, w), class_chunk=3)
+    whole = logits_to_probs(logits, (h, w), class_chunk=100)
+    assert blocks.shape == (2, 10, h, w)
+    assert torch.allclose(blocks, whole, rtol=0, atol=1e-6)
+    assert torch.allclose(blocks, logits.softmax(1), atol=1e-6)
+    with pytest.raises(ValueError, match=r"are \(7, 8\): forward must return logits at the input size"):
+        logits_to_probs(torch.zeros(1, 3, 7, 8), (h, w))
 
 
 def test_padding_is_centred_with_the_mean_colour_or_by_reflection():
@@ -222,16 +221,31 @@ def test_forward_passes_count_tiles_over_scales_and_flips():
     assert sum(x.shape[0] for x in recorder.inputs) == 16
 
 
-def test_coarse_models_are_upsampled_per_tile_and_per_image():
-    def stride_2_model(images):  # logits at ceil(size / 2), as PSPNet with a zoom_factor below its output stride
-        return F.avg_pool2d(pointwise_model(images), 2, ceil_mode=True)
+class Stride2Network(torch.nn.Module):
+    """Logits at ceil(size / 2), as PSPNet with a zoom_factor below its output stride."""
+
+    logits_stride = 2
+    num_classes = 4
+
+    def forward(self, images):
+        return {"logits": F.avg_pool2d(pointwise_model(images), 2, ceil_mode=True)}
+
+
+def test_coarse_models_are_upsampled_by_the_segmentor_per_tile_and_per_image():
+    segmentor = Segmentor(network=Stride2Network(), mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+
+    def forward(images):
+        return segmentor.predict_logits(images, normalized=True)
 
     image = position_image(21, 30)
+    coarse = Stride2Network()(image[None])["logits"]  # 11 x 15 cells cover 22 x 30 pixels, cropped to 21 x 30
+    reference = F.interpolate(coarse, size=(22, 30), mode="bilinear", align_corners=False)[..., :21, :30].softmax(1)
+    assert torch.allclose(predict_probs(forward, image, InferenceSettings()), reference[0], atol=1e-6)
     for settings in (InferenceSettings(), InferenceSettings(mode="slide", crop_size=(9, 16), stride=(6, 8))):
-        probs = predict_probs(stride_2_model, image, settings, logits_stride=2)
+        probs = predict_probs(forward, image, settings)
         assert probs.shape == (4, 21, 30) and torch.allclose(probs.sum(0), torch.ones(21, 30), atol=1e-5)
-    with pytest.raises(ValueError, match="logits_stride 1"):
-        predict_probs(stride_2_model, image, InferenceSettings())
+    with pytest.raises(ValueError, match="at the input size"):
+        predict_probs(lambda images: Stride2Network()(images)["logits"], image, InferenceSettings())
 
 
 def test_confidence_is_the_largest_class_probability():
@@ -297,13 +311,15 @@ def test_the_predictor_loads_a_checkpoint_and_predicts_the_model_label_space(tra
     assert probs.shape == (9, 40, 56) and probs.dtype == np.float32
     assert np.allclose(probs.sum(0), 1, atol=1e-5)
     assert np.array_equal(labels, probs.argmax(0))
-    # the model's own output through the same normalisation gives the same probabilities
-    model = predictor.models[0]
+    # the network's own output through the same normalisation gives the same probabilities
+    segmentor = predictor.models[0]
+    assert isinstance(segmentor, Segmentor)
     mean, std = np.array(cfg.data.augmentation.mean), np.array(cfg.data.augmentation.std)
     tensor = torch.from_numpy(((image - mean) / std).transpose(2, 0, 1).astype(np.float32))[None]
     with torch.no_grad():
-        direct = model(tensor)["logits"].softmax(1)[0].numpy()
-    assert np.allclose(probs, direct, atol=1e-5)
+        direct = segmentor.network(tensor)["logits"].softmax(1)[0].numpy()
+        via_uint8 = segmentor.predict_logits(torch.from_numpy(image.transpose(2, 0, 1))[None]).softmax(1)[0].numpy()
+    assert np.allclose(probs, direct, atol=1e-5) and np.allclose(probs, via_uint8, atol=1e-5)
     prediction = predictor.predict(image)
     assert np.array_equal(prediction.confidence, probs.max(0))
 

@@ -28,6 +28,7 @@ SIDEWAYS = {
     ("taxonomy", "unifiedseg.paths"): "where the shipped taxonomies are",
     ("taxonomy", "unifiedseg.utils"): "file writes, suggestions",
     ("engine", "unifiedseg.evaluation"): "training validates",
+    ("models", "unifiedseg.losses"): "the Segmentor computes its losses",
     ("inference", "unifiedseg.engine.checkpoint"): "inference reads the checkpoints training writes",
 }
 # Packages that only some higher packages may use: the training config is read by what runs things.

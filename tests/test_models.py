@@ -302,27 +302,27 @@ def test_build_model_types_and_pretrained_report(tmp_path):
 @pytest.mark.parametrize(
     "cfg, message",
     [
-        ({"type": "deeplab", "backbone": "resnet18", "num_classes": 3}, "model.type 'deeplab' is unknown; valid types: hrnet, pspnet"),
+        ({"type": "deeplab", "backbone": "resnet18", "num_classes": 3}, "model.type: must be one of hrnet, pspnet, got 'deeplab'"),
         ({"type": "hrnett", "backbone": "hrnet_w18", "num_classes": 3}, "did you mean 'hrnet'"),
-        ({"backbone": "resnet18", "num_classes": 3}, "lacks the key 'type'"),
-        ({"type": "pspnet", "backbone": "resnet18"}, "lacks required key\\(s\\) num_classes"),
+        ({"backbone": "resnet18", "num_classes": 3}, "model: missing key 'type'"),
+        ({"type": "pspnet", "backbone": "resnet18"}, "model: missing key 'num_classes'"),
         ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "aux_wieght": 0.4},
-         "'aux_wieght' \\(did you mean 'aux_weight'\\?\\); valid keys: .*aux_weight, output_stride, zoom_factor, ppm_bins"),
+         "model.aux_wieght: unknown key; did you mean 'aux_weight'\\? \\(valid keys for type pspnet: .*aux_weight, output_stride, zoom_factor, ppm_bins\\)"),
         ({"type": "hrnet", "backbone": "hrnet_w18", "num_classes": 3, "zoom_factor": 8},
-         "not valid for type 'hrnet': 'zoom_factor'; valid keys: type, backbone, num_classes, pretrained, dropout, aux_weight$"),
+         "model.zoom_factor: unknown key \\(valid keys for type hrnet: type, backbone, num_classes, pretrained, dropout, aux_weight\\)$"),
         ({"type": "hrnet", "backbone": "hrnet_w18", "num_classes": 3, "aux_weight": 0.4}, "'hrnet' has no auxiliary head"),
-        ({"type": "hrnet", "backbone": "resnet50", "num_classes": 3}, "not a HRNet backbone; valid: .*hrnet_w48"),
+        ({"type": "hrnet", "backbone": "resnet50", "num_classes": 3}, "model.backbone: 'resnet50' is not a HRNet backbone; valid: .*hrnet_w48"),
         ({"type": "pspnet", "backbone": "resnet5", "num_classes": 3}, "did you mean 'resnet50'"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 0}, "num_classes must be an integer in \\[1, 65535\\]"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 0}, "model.num_classes: must be an integer in \\[1, 65535\\]"),
         ({"type": "pspnet", "backbone": "resnet18", "num_classes": 65536}, "got 65536"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "output_stride": 32}, "output_stride must be one of \\(8, 16\\)"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "output_stride": 32}, "model.output_stride: must be one of \\(8, 16\\)"),
         ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "zoom_factor": 16},
-         "zoom_factor must be one of \\[1, 2, 4, 8\\] with output_stride 8, got 16"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "aux_weight": -1}, "aux_weight must be a number >= 0"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "dropout": 1.0}, "dropout must be a number in \\[0, 1\\)"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "ppm_bins": [1, 0]}, "ppm_bins must be a non-empty list"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "pretrained": 5}, "model.pretrained must be a file path"),
-        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "pretrained": ""}, "model.pretrained must be a file path or null, got ''"),
+         "model.zoom_factor: must be one of \\[1, 2, 4, 8\\] with output_stride 8, got 16"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "aux_weight": -1}, "model.aux_weight: must be a number >= 0"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "dropout": 1.0}, "model.dropout: must be a number in \\[0, 1\\)"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "ppm_bins": [1, 0]}, "model.ppm_bins: must be a non-empty list"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "pretrained": 5}, "model.pretrained: must be a file path"),
+        ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "pretrained": ""}, "model.pretrained: must be a file path or null, got ''"),
     ],
 )
 def test_build_model_errors_name_the_key(cfg, message):
@@ -337,7 +337,7 @@ def test_build_model_missing_pretrained_file(tmp_path):
 
 
 def test_build_model_refuses_non_mapping():
-    with pytest.raises(ModelConfigError, match="must be a mapping.*got list"):
+    with pytest.raises(ModelConfigError, match=r"model: must be a mapping.*got \['hrnet'\]"):
         build_model(["hrnet"])
 
 
@@ -373,3 +373,61 @@ def test_hrnet_pads_to_a_multiple_of_32_and_crops_back():
         padded_logits = model(F.pad(images, (0, 14, 0, 26)))["logits"]  # 70 -> 96, 50 -> 64
     assert padded_logits.shape[-2:] == (96, 64)
     torch.testing.assert_close(logits, padded_logits[..., :70, :50])
+
+
+# --- the backbone contract: every registered family, and a new one plugged into the heads -----------------
+
+from unifiedseg.models import BACKBONE_FAMILIES, BackboneFamily, FeatureInfo, check_feature_info  # noqa: E402
+
+
+@pytest.mark.parametrize("family", list(BACKBONE_FAMILIES), ids=list(BACKBONE_FAMILIES))
+def test_every_registered_family_declares_the_features_a_real_forward_gives(family):
+    backbone = BACKBONE_FAMILIES[family].build(BACKBONE_FAMILIES[family].example)
+    shapes = check_feature_info(backbone, 64)
+    assert [s[0] for s in shapes] == backbone.feature_info.channels()
+
+
+class TinyBackbone(nn.Module):
+    """A hand-written backbone: 8 channels at stride 4, 16 at stride 8."""
+
+    def __init__(self, declared_strides=(4, 8)):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, 8, 3, stride=4, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+        self.stage = nn.Sequential(nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU())
+        self.feature_info = FeatureInfo(channels=[8, 16], strides=list(declared_strides))
+
+    def forward(self, images):
+        first = self.stem(images)
+        return [first, self.stage(first)]
+
+
+def build_tiny(name, output_stride=None):
+    if output_stride not in (None, 8):
+        raise ValueError(f"tiny backbones end at stride 8, not {output_stride}")
+    return TinyBackbone()
+
+
+def test_a_new_backbone_family_plugs_into_both_heads_without_touching_them(monkeypatch):
+    family = BackboneFamily(name="tiny", names=lambda: ["tiny-a"], build=build_tiny, example="tiny-a",
+                            display_name="Tiny")
+    monkeypatch.setitem(BACKBONE_FAMILIES, "tiny", family)
+    check_feature_info(family.build(family.example), 32)
+    monkeypatch.setattr(HRNetV2Seg, "backbone_families", ("hrnet", "tiny"))
+    monkeypatch.setattr(PSPNet, "backbone_families", ("resnet", "tiny"))
+    hrnet = HRNetV2Seg(backbone="tiny-a", num_classes=NUM_CLASSES)
+    assert hrnet.fuse[0].in_channels == 24 and hrnet.size_multiple == 8
+    psp = PSPNet(backbone="tiny-a", num_classes=NUM_CLASSES, aux_weight=0.4, ppm_bins=(1, 2))
+    assert psp.aux_head[0].in_channels == 8 and psp.ppm.out_channels == 16 + 2 * 8
+    images = torch.randn(2, 3, 36, 44)
+    assert hrnet.train()(images)["logits"].shape == (2, NUM_CLASSES, 36, 44)
+    outputs = psp.train()(images)
+    assert outputs["logits"].shape == outputs["aux_logits"].shape == (2, NUM_CLASSES, 36, 44)
+    with pytest.raises(ValueError, match="not a HRNet or Tiny backbone"):
+        HRNetV2Seg(backbone="tiny-b", num_classes=NUM_CLASSES)
+    with pytest.raises(ValueError, match="tiny backbones end at stride 8"):
+        PSPNet(backbone="tiny-a", num_classes=NUM_CLASSES, output_stride=16)
+
+
+def test_a_backbone_that_declares_wrong_strides_is_caught_by_a_real_forward():
+    with pytest.raises(ValueError, match=r"declares channels \[8, 16\] at strides \[4, 16\].*strides \[4, 8\]"):
+        check_feature_info(TinyBackbone(declared_strides=(4, 16)), 32)

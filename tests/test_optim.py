@@ -10,10 +10,14 @@ from omegaconf import OmegaConf
 from torch import nn
 
 from unifiedseg.optim import (
+    GradClip,
     SWAState,
     build_optimizer,
     build_scheduler,
     build_swa,
+    check_clip_cfg,
+    check_schedule_cfg,
+    check_swa_cfg,
     clip_gradients,
     format_param_groups,
     load_scheduler_state,
@@ -258,23 +262,23 @@ def test_shared_parameters():
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"type": "Adamw", "lr": 0.1}, r"unknown optimizer 'Adamw'; did you mean 'AdamW'\?.*SGD, Adam, AdamW"),
+    ({"type": "Adamw", "lr": 0.1}, r"optimizer.type: must be one of SGD, Adam, AdamW, got 'Adamw'; did you mean 'AdamW'\?"),
     ({"type": "SGD"}, r"missing key 'lr'"),
     ({"lr": 0.1}, r"missing key 'type'"),
-    ({"type": "SGD", "lr": 0.1, "momentun": 0.9}, r"unknown key 'momentun'; did you mean 'momentum'\?"),
-    ({"type": "Adam", "lr": 0.1, "momentum": 0.9}, r"optimizer \(type Adam\): unknown key 'momentum'.*betas"),
-    ({"type": "SGD", "lr": -0.1}, r"optimizer.lr must be >= 0"),
-    ({"type": "AdamW", "lr": 0.1, "betas": [0.9]}, r"optimizer.betas must be a list of two"),
+    ({"type": "SGD", "lr": 0.1, "momentun": 0.9}, r"optimizer.momentun: unknown key; did you mean 'momentum'\?"),
+    ({"type": "Adam", "lr": 0.1, "momentum": 0.9}, r"optimizer.momentum: unknown key \(valid keys for type Adam: .*betas"),
+    ({"type": "SGD", "lr": -0.1}, r"optimizer.lr: must be a number >= 0, got -0.1"),
+    ({"type": "AdamW", "lr": 0.1, "betas": [0.9]}, r"optimizer.betas: must be a list of two"),
     ({"type": "SGD", "lr": 0.1, "weight_decay": 1e-4, "paramwise_cfg": {"bias_lr_mul": 2}},
-     r"paramwise_cfg: unknown key 'bias_lr_mul'; did you mean 'bias_lr_mult'\?"),
+     r"optimizer.paramwise_cfg.bias_lr_mul: unknown key; did you mean 'bias_lr_mult'\?"),
     ({"type": "SGD", "lr": 0.1, "weight_decay": 1e-4, "paramwise_cfg": {"custom_keys": {"head": {"lr": 2}}}},
-     r"custom_keys\['head'\]: unknown key 'lr'.*lr_mult, decay_mult"),
+     r"custom_keys\['head'\].lr: unknown key.*lr_mult, decay_mult"),
     ({"type": "SGD", "lr": 0.1, "paramwise_cfg": {"norm_decay_mult": 0.0}},
-     r"norm_decay_mult needs optimizer.weight_decay"),
+     r"norm_decay_mult: needs optimizer.weight_decay"),
     ({"type": "SGD", "lr": 0.1, "paramwise_cfg": {"custom_keys": {"head": {"decay_mult": 0.0}}}},
-     r"custom_keys\['head'\].decay_mult needs optimizer.weight_decay"),
+     r"custom_keys\['head'\].decay_mult: needs optimizer.weight_decay"),
     ({"type": "SGD", "lr": 0.1, "weight_decay": 1e-4, "paramwise_cfg": {"bypass_duplicate": "yes"}},
-     r"bypass_duplicate must be true or false"),
+     r"bypass_duplicate: must be true or false"),
 ])
 def test_bad_optimizer_config_is_an_error_naming_the_key(cfg, message):
     with pytest.raises(ValueError, match=message):
@@ -386,29 +390,43 @@ def test_scheduler_state_dict_round_trip_continues_identically():
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"policy": "polynomial"}, r"schedule.policy must be one of poly, step, cosine, constant"),
-    ({"policy": "poly", "powr": 0.9}, r"unknown key 'powr'; did you mean 'power'\?"),
-    ({"policy": "poly", "milestones": [10]}, r"schedule \(policy poly\): unknown key 'milestones'"),
+    ({"policy": "polynomial"}, r"schedule.policy: must be one of poly, step, cosine, constant, got 'polynomial'"),
+    ({"policy": "poly", "powr": 0.9}, r"schedule.powr: unknown key; did you mean 'power'\?"),
+    ({"policy": "poly", "milestones": [10]}, r"schedule.milestones: unknown key \(valid keys for policy poly: "),
     ({"policy": "step"}, r"needs 'milestones'"),
     ({"policy": "step", "milestones": [60, 30]}, r"must increase strictly"),
-    ({"policy": "step", "milestones": [200]}, r"milestones\[0\] = 200 is beyond max_iters = 100"),
+    ({"policy": "step", "milestones": [200]}, r"milestones\[0\]: 200 is beyond max_iters = 100"),
     ({"policy": "poly", "by_epoch": True}, r"by_epoch: only false"),
-    ({"policy": "poly", "warmup_iters": 10}, r"warmup_iters is set but schedule.warmup is null"),
-    ({"policy": "poly", "warmup": "cosine", "warmup_iters": 10}, r"warmup must be null or one of linear"),
+    ({"policy": "poly", "warmup_iters": 10}, r"warmup_iters: is set but schedule.warmup is null"),
+    ({"policy": "poly", "warmup": "cosine", "warmup_iters": 10}, r"schedule.warmup: must be one of linear, constant, exp, got 'cosine'"),
     ({"policy": "poly", "warmup": "linear"}, r"needs 'warmup_iters'"),
-    ({"policy": "poly", "warmup": "linear", "warmup_iters": 10, "warmup_ratio": 0}, r"warmup_ratio must be > 0"),
-    ({"policy": "poly", "warmup": "linear", "warmup_iters": 10, "warmup_ratio": 1.5}, r"warmup_ratio must be in"),
+    ({"policy": "poly", "warmup": "linear", "warmup_iters": 10, "warmup_ratio": 0}, r"warmup_ratio: must be a number in \(0, 1\], got 0"),
+    ({"policy": "poly", "warmup": "linear", "warmup_iters": 10, "warmup_ratio": 1.5}, r"warmup_ratio: must be a number in \(0, 1\], got 1.5"),
 ])
 def test_bad_schedule_config_is_an_error_naming_the_key(cfg, message):
     with pytest.raises(ValueError, match=message):
         lr_at(cfg, BASE_LR, 0, 100)
 
 
+def test_schedule_and_swa_checks_without_the_run_length():
+    # A config that sets num_examples has no max_iters until the datasets are read: the other rules apply
+    # when it loads, those against max_iters when the scheduler and SWA are built.
+    step = {"policy": "step", "milestones": [500, 900], "warmup": "linear", "warmup_iters": 2000}
+    assert check_schedule_cfg(step)["milestones"] == [500, 900]
+    with pytest.raises(ValueError, match=r"schedule.warmup_iters: 2000 is beyond max_iters = 1000"):
+        check_schedule_cfg(step, 1000)
+    with pytest.raises(ValueError, match=r"schedule.min_lr: 0.1 is above the optimizer's base lr = 0.01"):
+        check_schedule_cfg({"policy": "poly", "min_lr": 0.1}, base_lr=0.01)
+    assert check_swa_cfg({"start_iter": 5000, "swa_lr": 0.01})["start_iter"] == 5000
+    with pytest.raises(ValueError, match=r"swa.start_iter: 5000 must be below max_iters = 100"):
+        check_swa_cfg({"start_iter": 5000, "swa_lr": 0.01}, 100)
+
+
 def test_schedule_refuses_iterations_beyond_max_iters_and_min_lr_above_base():
     with pytest.raises(ValueError, match="iteration 101 is beyond max_iters = 100"):
         lr_at({"policy": "poly"}, BASE_LR, 101, 100)
     _, optimizer = _head_model_and_optimizer()
-    with pytest.raises(ValueError, match=r"min_lr = 0.1 is above the optimizer's base lr = 0.01"):
+    with pytest.raises(ValueError, match=r"schedule.min_lr: 0.1 is above the optimizer's base lr = 0.01"):
         build_scheduler(optimizer, {"policy": "poly", "min_lr": 0.1}, 100)
 
 
@@ -528,10 +546,10 @@ def test_swa_state_dict_round_trip_continues_identically():
 
 @pytest.mark.parametrize("cfg, message", [
     ({"start_iter": 2}, r"swa: missing key 'swa_lr'"),
-    ({"start_iter": 5, "swa_lr": 0.1}, r"start_iter = 5 must be below max_iters = 5"),
-    ({"start_iter": 0, "swa_lr": 0.1}, r"swa.start_iter must be >= 1"),
-    ({"start_iter": 2, "swa_lr": 0.1, "anneal_epochs": 3}, r"swa: unknown key 'anneal_epochs'.*anneal_iters"),
-    ({"start_iter": 2, "swa_lr": 0.1, "anneal_strategy": "cosine"}, r"anneal_strategy must be one of cos, linear"),
+    ({"start_iter": 5, "swa_lr": 0.1}, r"swa.start_iter: 5 must be below max_iters = 5"),
+    ({"start_iter": 0, "swa_lr": 0.1}, r"swa.start_iter: must be an integer >= 1"),
+    ({"start_iter": 2, "swa_lr": 0.1, "anneal_epochs": 3}, r"swa.anneal_epochs: unknown key.*anneal_iters"),
+    ({"start_iter": 2, "swa_lr": 0.1, "anneal_strategy": "cosine"}, r"swa.anneal_strategy: must be one of cos, linear, got 'cosine'; did you mean 'cos'\?"),
 ])
 def test_bad_swa_config_is_an_error_naming_the_key(cfg, message):
     with pytest.raises(ValueError, match=message):
@@ -556,28 +574,37 @@ def test_clip_gradients_by_total_norm():
     b = nn.Parameter(torch.zeros(1))
     unused = nn.Parameter(torch.zeros(1))  # no grad: left out
     a.grad, b.grad = torch.tensor([3.0]), torch.tensor([4.0])
-    assert clip_gradients([a, b, unused], {"max_norm": 1.0, "norm_type": 2}) == pytest.approx(5.0)
+    assert check_clip_cfg({"max_norm": 1.0, "norm_type": 2}) == GradClip(max_norm=1.0, norm_type=2.0)
+    assert clip_gradients([a, b, unused], check_clip_cfg({"max_norm": 1.0, "norm_type": 2})) == pytest.approx(5.0)
     torch.testing.assert_close(torch.cat([a.grad, b.grad]), torch.tensor([0.6, 0.8]), rtol=1e-5, atol=1e-6)
     # below the limit: the norm is reported, the gradients are untouched
     a.grad, b.grad = torch.tensor([3.0]), torch.tensor([-4.0])
-    assert clip_gradients([a, b], {"max_norm": 35}) == pytest.approx(5.0)
+    assert clip_gradients([a, b], check_clip_cfg({"max_norm": 35})) == pytest.approx(5.0)
     assert b.grad.item() == -4.0
-    assert clip_gradients([a, b], {"max_norm": 2.0, "norm_type": "inf"}) == pytest.approx(4.0)
+    assert clip_gradients([a, b], check_clip_cfg({"max_norm": 2.0, "norm_type": "inf"})) == pytest.approx(4.0)
     torch.testing.assert_close(b.grad, torch.tensor([-2.0]), rtol=1e-5, atol=1e-6)
-    assert clip_gradients([a, b], None) is None
-    assert clip_gradients([unused], {"max_norm": 1.0}) is None
+    assert check_clip_cfg(None) is None and clip_gradients([a, b], None) is None
+    assert clip_gradients([unused], GradClip(max_norm=1.0)) is None
+
+
+def test_clip_gradients_takes_only_a_checked_config():
+    # The config is checked once (when it loads); clip_gradients runs at every step and checks nothing.
+    p = nn.Parameter(torch.zeros(1))
+    p.grad = torch.ones(1)
+    with pytest.raises(TypeError, match="takes the GradClip that check_clip_cfg"):
+        clip_gradients([p], {"max_norm": 1.0})
 
 
 @pytest.mark.parametrize("cfg, message", [
-    ({"max_norm": 35, "norm": 2}, r"clip_grad: unknown key 'norm'.*valid keys: max_norm, norm_type"),
+    ({"max_norm": 35, "norm": 2}, r"clip_grad.norm: unknown key.*valid keys: max_norm, norm_type"),
     ({"norm_type": 2}, r"missing key 'max_norm'"),
-    ({"max_norm": 0}, r"clip_grad.max_norm must be > 0"),
+    ({"max_norm": 0}, r"clip_grad.max_norm: must be a number > 0, got 0"),
+    ({"max_norm": 1, "norm_type": "two"}, r"clip_grad.norm_type: must be a number > 0, got 'two'"),
+    ([35], r"clip_grad: must be a mapping"),
 ])
 def test_bad_clip_config_is_an_error_naming_the_key(cfg, message):
-    p = nn.Parameter(torch.zeros(1))
-    p.grad = torch.ones(1)
     with pytest.raises(ValueError, match=message):
-        clip_gradients([p], cfg)
+        check_clip_cfg(cfg)
 
 
 def test_math_constants_used_above():

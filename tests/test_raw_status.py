@@ -94,7 +94,8 @@ def test_an_unknown_label_source_is_refused_before_anything_is_built(tmp_path, c
     code = train_cli.main(["--config", "config/train/demo/city.yaml", f"work_dir={tmp_path / 'run'}",
                            "data.label_source=rwa"])
     assert code != 0
-    assert "data.label_source must be one of prepared, raw, got 'rwa'" in capsys.readouterr().err
+    assert "city.yaml: data.label_source: must be one of prepared, raw, got 'rwa'; did you mean 'raw'?" \
+        in capsys.readouterr().err
 
 
 def test_raw_mode_maps_a_datasets_own_list_onto_the_publishers_files(raw_root):

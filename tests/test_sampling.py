@@ -285,24 +285,24 @@ def test_dataloader_batch_sampler_over_concat_dataset():
     ({"dataset_sizes": {"a": 3, "b": 0}}, r"dataset 'b' is empty \(dataset_sizes\['b'\] = 0\)"),
     ({"dataset_sizes": {}}, r"dataset_sizes must be a non-empty dict"),
     ({"dataset_sizes": {"a": 2.5}}, r"dataset_sizes\['a'\] must be an integer, got 2.5"),
-    ({"batch_size": 0}, r"batch_size must be >= 1, got 0"),
+    ({"batch_size": 0}, r"batch_size: must be an integer >= 1, got 0"),
     ({"rank": 2, "world_size": 2}, r"rank=2 is not below world_size=2: valid ranks are 0..1"),
-    ({"seed": -1}, r"seed must be >= 0, got -1"),
-    ({"mode": "global"}, r"unknown mode 'global'; valid modes: \['mixed', 'per_rank'\]"),
-    ({"weighting": "sqrt"}, r"unknown weighting 'sqrt'; valid weightings: \['equal', 'size', 'temperature'"),
-    ({"weights": {"a": 1, "b": 1, "x": 2}}, r"weights names unknown dataset\(s\) \['x'\]; valid datasets: \['a', 'b'\]"),
-    ({"weights": {"a": 1}}, r"weights leaves out dataset\(s\) \['b'\]; .* \['a', 'b'\]"),
-    ({"weights": {"a": 1, "b": 0}}, r"weights\['b'\] must be a positive finite number, got 0"),
-    ({"weights": {"a": -2.0, "b": 1}}, r"weights\['a'\] must be a positive finite number, got -2.0"),
-    ({"weights": {"a": float("nan"), "b": 1}}, r"weights\['a'\] must be a positive finite number, got nan"),
-    ({"weighting": "size", "weights": {"a": 1, "b": 1}}, r"weights are used exactly when weighting='explicit'"),
-    ({"weighting": "explicit"}, r"weights are used exactly when weighting='explicit'"),
-    ({"temperature": 2.0}, r"temperature=2.0 is only used with weighting='temperature', but weighting='equal'"),
-    ({"weighting": "temperature", "temperature": 0}, r"temperature must be a positive finite number, got 0"),
-    ({"dataset_gpu_mapping": {"a": [0], "b": [0]}}, r"dataset_gpu_mapping is only used with mode='per_rank'"),
+    ({"seed": -1}, r"seed: must be an integer >= 0, got -1"),
+    ({"mode": "global"}, r"mode: must be one of mixed, per_rank, got 'global'"),
+    ({"weighting": "sqrt"}, r"weighting: must be one of equal, size, temperature, explicit, got 'sqrt'"),
+    ({"weights": {"a": 1, "b": 1, "x": 2}}, r"weights: names unknown dataset\(s\) \['x'\]; valid datasets: \['a', 'b'\]"),
+    ({"weights": {"a": 1}}, r"weights: leaves out dataset\(s\) \['b'\]; .* \['a', 'b'\]"),
+    ({"weights": {"a": 1, "b": 0}}, r"weights\['b'\]: must be a positive finite number, got 0"),
+    ({"weights": {"a": -2.0, "b": 1}}, r"weights\['a'\]: must be a positive finite number, got -2.0"),
+    ({"weights": {"a": float("nan"), "b": 1}}, r"weights\['a'\]: must be a positive finite number, got nan"),
+    ({"weighting": "size", "weights": {"a": 1, "b": 1}}, r"weights: are used exactly when weighting='explicit'"),
+    ({"weighting": "explicit"}, r"weights: are used exactly when weighting='explicit'"),
+    ({"temperature": 2.0}, r"temperature: 2.0 is only used with weighting='temperature', but weighting='equal'"),
+    ({"weighting": "temperature", "temperature": 0}, r"temperature: must be a positive finite number, got 0"),
+    ({"dataset_gpu_mapping": {"a": [0], "b": [0]}}, r"dataset_gpu_mapping: is only used with mode='per_rank'"),
     ({"max_iters": 5, "num_examples": 10}, r"give max_iters or num_examples, not both"),
     ({"max_iters": 5, "start_iter": 6}, r"start_iter=6 is past max_iters=5"),
-    ({"max_iters": 0}, r"max_iters must be >= 1, got 0"),
+    ({"max_iters": 0}, r"max_iters: must be an integer >= 1, got 0"),
 ])
 def test_mixed_config_errors(kwargs, message):
     arguments = {"dataset_sizes": {"a": 3, "b": 4}, "batch_size": 2, **kwargs}
@@ -311,21 +311,21 @@ def test_mixed_config_errors(kwargs, message):
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    ({"dataset_gpu_mapping": None}, r"mode='per_rank' needs dataset_gpu_mapping"),
+    ({"dataset_gpu_mapping": None}, r"dataset_gpu_mapping: mode='per_rank' needs a mapping"),
     ({"dataset_gpu_mapping": {"a": [0], "b": [1], "c": [2]}},
-     r"dataset_gpu_mapping names unknown dataset\(s\) \['c'\]; valid datasets: \['a', 'b'\]"),
+     r"dataset_gpu_mapping: names unknown dataset\(s\) \['c'\]; valid datasets: \['a', 'b'\]"),
     ({"dataset_gpu_mapping": {"a": [0, 1, 2]}},
-     r"dataset_gpu_mapping leaves out dataset\(s\) \['b'\]"),
-    ({"dataset_gpu_mapping": {"a": [0, 1, 2], "b": []}}, r"dataset_gpu_mapping\['b'\] is empty"),
+     r"dataset_gpu_mapping: leaves out dataset\(s\) \['b'\]"),
+    ({"dataset_gpu_mapping": {"a": [0, 1, 2], "b": []}}, r"dataset_gpu_mapping\['b'\]: is empty"),
     ({"dataset_gpu_mapping": {"a": [0, 1], "b": [2]}, "world_size": 4},
-     r"rank\(s\) \[3\] have no dataset in dataset_gpu_mapping; each of ranks 0..3 needs exactly one"),
+     r"dataset_gpu_mapping: rank\(s\) \[3\] have no dataset; each of ranks 0..3 needs exactly one"),
     ({"dataset_gpu_mapping": {"a": [0, 1], "b": [1, 2]}}, r"rank 1 is assigned to both 'a' and 'b'"),
     ({"dataset_gpu_mapping": {"a": [0, 0], "b": [1, 2]}}, r"rank 0 is assigned twice"),
     ({"dataset_gpu_mapping": {"a": [0, 1], "b": [2, 3]}},
-     r"dataset_gpu_mapping\['b'\] has rank 3, but world_size=3: valid ranks are 0..2"),
-    ({"dataset_gpu_mapping": {"a": 0, "b": [1, 2]}}, r"dataset_gpu_mapping\['a'\] must be a list of ranks"),
-    ({"weights": {"a": 1, "b": 1}}, r"weights=.* is only used with mode='mixed'"),
-    ({"weighting": "size"}, r"weighting='size' is only used with mode='mixed'"),
+     r"dataset_gpu_mapping\['b'\]: has rank 3, but world_size=3: valid ranks are 0..2"),
+    ({"dataset_gpu_mapping": {"a": 0, "b": [1, 2]}}, r"dataset_gpu_mapping\['a'\]: must be a list of ranks"),
+    ({"weights": {"a": 1, "b": 1}}, r"weights: .* is only used with mode='mixed'"),
+    ({"weighting": "size"}, r"weighting: 'size' is only used with mode='mixed'"),
 ])
 def test_per_rank_config_errors(kwargs, message):
     arguments = {"dataset_sizes": {"a": 3, "b": 4}, "batch_size": 2, "world_size": 3, "mode": "per_rank",
@@ -339,5 +339,5 @@ def test_endless_sampler_has_no_length_but_iterates():
     with pytest.raises(TypeError, match=r"endless .* give max_iters or num_examples"):
         len(sampler)
     assert len(list(islice(sampler, 50))) == 50
-    with pytest.raises(SamplerConfigError, match=r"iteration must be >= 0, got -1"):
+    with pytest.raises(SamplerConfigError, match=r"iteration: must be an integer >= 0, got -1"):
         sampler.batch_at(-1)

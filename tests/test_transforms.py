@@ -494,30 +494,30 @@ def test_val_transform_resizes_and_centre_crops_with_padding():
 @pytest.mark.parametrize("kwargs, message", [
     (dict(scale_range=(2.0, 0.5)), r"scale_range: min 2.0 is greater than max 0.5"),
     (dict(scale_range=(0.0, 2.0)), r"scale_range: values must be > 0"),
-    (dict(scale_range=(1.0,)), r"scale_range must be a pair of numbers"),
+    (dict(scale_range=(1.0,)), r"scale_range: must be a pair of numbers"),
     (dict(short_side=480, crop_size=(713, 713), scale_range=(0.5, 1.0)),
-     r"crop_size \(713, 713\) is larger than the largest resized short side \(short_side \* scale_range max = 480\)"),
+     r"crop_size: \(713, 713\) is larger than the largest resized short side \(short_side \* scale_range max = 480\)"),
     (dict(scales=[512, 1024]), r"scales replaces MSeg's random scale: pass scale_range=None"),
     (dict(ratio_range=(0.5, 2.0), base_size=512), r"ratio_range replaces MSeg's random scale"),
     (dict(short_side=480, scales=[512], scale_range=None), r"choose one resize mode, got short_side and scales"),
     (dict(ratio_range=(0.5, 2.0), scale_range=None), r"ratio_range needs base_size"),
     (dict(base_size=512), r"base_size is only used with ratio_range"),
-    (dict(scales=[], scale_range=None), r"scales must be a non-empty list"),
-    (dict(scales=[512, (0, 3)], scale_range=None), r"scales\[1\] must be a positive int"),
+    (dict(scales=[], scale_range=None), r"scales: must be a non-empty list"),
+    (dict(scales=[512, (0, 3)], scale_range=None), r"scales\[1\]: must be a positive int"),
     (dict(scales=[256], scale_range=None, crop_size=512), r"largest short side in scales = 256"),
     (dict(rotate_range=(10, -10)), r"rotate_range: min 10.0 is greater than max -10.0"),
-    (dict(rotate_p=1.5), r"rotate_p must be a probability in \[0, 1\]"),
-    (dict(flip_p=-0.1), r"flip_p must be a probability"),
-    (dict(blur_kernel=4), r"blur_kernel must be a positive odd int"),
-    (dict(crop_size=(0, 5)), r"crop_size must be a positive int or a pair"),
-    (dict(crop_size=(5, 5, 5)), r"crop_size must be a positive int or a pair"),
-    (dict(mean=(1, 2)), r"mean must be 3 numbers"),
-    (dict(mean=(1, 2, 300)), r"mean values must lie in \[0, 255\]"),
-    (dict(std=(1, 0, 1)), r"std values must be > 0"),
-    (dict(ignore_index=65536), r"ignore_index must be None \(the ignore label of the label's dtype\) or an int "
+    (dict(rotate_p=1.5), r"rotate_p: must be a probability in \[0, 1\]"),
+    (dict(flip_p=-0.1), r"flip_p: must be a probability"),
+    (dict(blur_kernel=4), r"blur_kernel: must be a positive odd int"),
+    (dict(crop_size=(0, 5)), r"crop_size: must be a positive int or a pair"),
+    (dict(crop_size=(5, 5, 5)), r"crop_size: must be a positive int or a pair"),
+    (dict(mean=(1, 2)), r"mean: must be 3 numbers"),
+    (dict(mean=(1, 2, 300)), r"mean: values must lie in \[0, 255\]"),
+    (dict(std=(1, 0, 1)), r"std: values must be > 0"),
+    (dict(ignore_index=65536), r"ignore_index: must be None \(the ignore label of the label's dtype\) or an int "
                                r"in \[0, 65535\]"),
-    (dict(short_side=0), r"short_side must be a positive int or None"),
-    (dict(normalize="yes"), r"normalize must be True or False"),
+    (dict(short_side=0), r"short_side: must be a positive int or None"),
+    (dict(normalize="yes"), r"normalize: must be True or False"),
 ])
 def test_train_transform_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -525,9 +525,9 @@ def test_train_transform_argument_errors(kwargs, message):
 
 
 def test_val_transform_argument_errors():
-    with pytest.raises(ValueError, match="crop_size must be a positive int"):
+    with pytest.raises(ValueError, match="crop_size: must be a positive int"):
         ValTransform(crop_size=-3)
-    with pytest.raises(ValueError, match="short_side must be a positive int or None"):
+    with pytest.raises(ValueError, match="short_side: must be a positive int or None"):
         ValTransform(short_side=2.5)
 
 

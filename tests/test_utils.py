@@ -12,7 +12,8 @@ from torch import nn
 
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 from unifiedseg.evaluation.metrics import dataset_metrics, format_metric, json_metric, mean_metric
-from unifiedseg.utils.checks import check_bool, check_int, check_keys, check_number, is_finite_number, is_int, is_number
+from unifiedseg.utils.checks import (check_bool, check_choice, check_int, check_keys, check_number, is_finite_number,
+                                     is_int, is_number, keyed)
 from unifiedseg.utils.modules import unwrap
 from unifiedseg.utils.plain import to_plain
 
@@ -25,20 +26,41 @@ def test_predicates_refuse_bools_and_accept_numpy_numbers():
 
 def test_checks_name_the_argument_and_the_value():
     assert check_int(4, "batch_size", minimum=1) == 4
-    with pytest.raises(ValueError, match=r"batch_size must be an integer >= 1, got True"):
+    with pytest.raises(ValueError, match=r"^batch_size: must be an integer >= 1, got True$"):
         check_int(True, "batch_size", minimum=1)
-    with pytest.raises(KeyError, match=r"rank must be >= 0, got -1"):
+    with pytest.raises(KeyError, match=r"rank: must be an integer >= 0, got -1"):
         check_int(-1, "rank", error=KeyError)
     assert check_number(3, "lr", strictly_above=True) == 3.0
-    with pytest.raises(ValueError, match=r"lr must be > 0.0, got 0"):
+    with pytest.raises(ValueError, match=r"^lr: must be a number > 0, got 0$"):
         check_number(0, "lr", strictly_above=True)
-    with pytest.raises(ValueError, match=r"lr must be a finite number, got nan"):
+    with pytest.raises(ValueError, match=r"^lr: must be a number >= 0, got nan$"):
         check_number(math.nan, "lr")
-    with pytest.raises(ValueError, match=r"flip must be true or false, got 1"):
+    with pytest.raises(ValueError, match=r"^x: must be a finite number, got 'a'$"):
+        check_number("a", "x", minimum=None)
+    assert check_number(0.9, "optimizer.momentum", below=1.0) == 0.9
+    with pytest.raises(ValueError, match=r"^optimizer.momentum: must be a number in \[0, 1\), got 'a'$"):
+        check_number("a", "optimizer.momentum", below=1.0)
+    with pytest.raises(ValueError, match=r"^optimizer.momentum: must be a number in \[0, 1\), got 1$"):
+        check_number(1, "optimizer.momentum", below=1.0)
+    with pytest.raises(ValueError, match=r"^flip: must be true or false, got 1$"):
         check_bool(1, "flip")
-    with pytest.raises(ValueError, match=r"swa: unknown key 'star_iter'; did you mean 'start_iter'\?; valid keys: "
-                                         r"start_iter, swa_lr"):
+    assert check_choice("cos", "swa.anneal_strategy", ("cos", "linear")) == "cos"
+    with pytest.raises(ValueError, match=r"^swa.anneal_strategy: must be one of cos, linear, got 'cosine'; "
+                                         r"did you mean 'cos'\?$"):
+        check_choice("cosine", "swa.anneal_strategy", ("cos", "linear"))
+    with pytest.raises(ValueError, match=r"^swa.star_iter: unknown key; did you mean 'start_iter'\? \(valid keys: "
+                                         r"start_iter, swa_lr\)$") as err:
         check_keys({"star_iter": 1}, ("start_iter", "swa_lr"), "swa")
+    assert (err.value.unknown_key, err.value.valid_keys) == ("swa.star_iter", ("start_iter", "swa_lr"))
+
+
+def test_keyed_places_an_argument_error_under_its_config_section():
+    assert str(keyed(ValueError("rotate_p: must be a probability"), "data.augmentation", ["rotate_p"])) == \
+        "data.augmentation.rotate_p: must be a probability"
+    assert str(keyed(ValueError("scales[1]: must be a size"), "data.augmentation", ["scales"])) == \
+        "data.augmentation.scales[1]: must be a size"
+    err = keyed(KeyError("choose one resize mode"), "data.augmentation", ["scales"], error=ValueError)
+    assert type(err) is ValueError and str(err) == "data.augmentation: choose one resize mode"
 
 
 def test_to_plain_turns_config_nodes_into_dicts_and_lists_all_the_way_down():

@@ -30,6 +30,9 @@ IMAGENET_STD = (0.229 * 255, 0.224 * 255, 0.225 * 255)
 # reads one (inverse frequency, median frequency balancing).
 WEIGHT_METHODS = ("inverse", "median")
 
+# Where a run trains (train.device): auto takes CUDA when there is a GPU.
+DEVICES = ("auto", "cpu", "cuda")
+
 
 def label_dtype(num_values: int) -> np.dtype:
     """The dtype of label maps holding ids 0..num_values-1 and their ignore label."""

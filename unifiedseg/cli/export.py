@@ -83,9 +83,9 @@ def main(argv=None) -> int:
         return 2
     generator = torch.Generator().manual_seed(0)
     example = torch.rand(1, 3, height, width, generator=generator) * 255
-    options = dict(example=example, test_matrix=predictor.test_matrix, mean=list(cfg.data.augmentation.mean),
-                   std=list(cfg.data.augmentation.std), dynamic=dynamic, class_names=predictor.class_names,
-                   verify=not args.no_verify)
+    # predictor.models[0] is a Segmentor: it carries the config's normalisation
+    options = dict(example=example, test_matrix=predictor.test_matrix, dynamic=dynamic,
+                   class_names=predictor.class_names, verify=not args.no_verify)
     output = Path(args.output)
     print(f"exporting {cfg.model.type} ({len(predictor.class_names)} "
           f"{'classes of ' + args.test_dataset if args.test_dataset else 'classes'}) to {args.format}, traced at "

@@ -1,10 +1,11 @@
 """Every training config key, with its default and what it means, in one place.
 
 Sections with their own builder (`model`, `loss`, `optimizer`, `schedule`, `swa`, `clip_grad`) are
-mappings checked key by key by that builder when the config loads; their keys are listed in the
-builder's module docstring (unifiedseg/models/build.py, unifiedseg/losses/build.py,
-unifiedseg/optim/*.py). Everything else is declared here and checked here: an unknown key is an
-error that names it and suggests the closest valid one.
+mappings checked key by key by that builder's `check_*` function when the config loads; their keys are
+listed in the builder's module docstring (unifiedseg/models/build.py, unifiedseg/losses/build.py,
+unifiedseg/optim/*.py). Everything else is declared here: an unknown key is an error that names it and
+suggests the closest valid one, a value of the wrong type an error naming the key, and the rules the
+types do not say (ranges, choices, sampling, augmentation, ...) are run by unifiedseg/config/checks.py.
 """
 
 from __future__ import annotations
@@ -69,7 +70,7 @@ class DataConfig:
     num_workers: int = 2  # loader processes per training process
     on_bad_sample: str = "error"  # error: stop naming the file | skip: log it, count it, use the next sample
     reduced_decoding: bool = True  # decode JPEGs at 1/2, 1/4, 1/8 when the sampled scale allows
-    normalize_on_device: bool = False  # loaders send uint8 crops; mean/std normalisation on the training device
+    normalize_on_device: bool = False  # no-op, kept for old configs: loaders always send uint8 crops and the Segmentor normalises on the device
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     augmentation: AugmentationConfig = field(default_factory=AugmentationConfig)
     val: ValidationConfig = field(default_factory=ValidationConfig)
@@ -92,6 +93,7 @@ class TrainConfig:
     resume: Optional[str] = "auto"  # auto: latest checkpoint in work_dir | a checkpoint path | null
     load_from: Optional[str] = None  # start from these weights with a fresh schedule
     max_nonfinite_steps: int = 5  # stop after this many non-finite losses in a row
+    hooks: list[dict[str, Any]] = field(default_factory=list)  # [{type: TimeLimitHook, seconds: 3600}]: registered hook types (unifiedseg/engine/hooks.py)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
     seed: int = 0
 

@@ -49,6 +49,7 @@ from typing import Iterator
 import numpy as np
 
 from unifiedseg.utils.checks import check_int, is_int, is_number
+from unifiedseg.utils.names import suggest
 
 MODES = ("mixed", "per_rank")
 WEIGHTINGS = ("equal", "size", "temperature", "explicit")
@@ -90,11 +91,104 @@ def iterations_for_budget(*, num_examples: int, num_datasets: int, batch_size: i
     return iterations
 
 
+def check_sampling(*, dataset_names, mode: str = "mixed", weighting: str | None = None,
+                   temperature: float | None = None, weights: dict | None = None,
+                   dataset_gpu_mapping: dict | None = None, world_size: int | None = None, prefix: str = "") -> None:
+    """The rules of the sampling arguments (MultiDatasetSampler's, the `data.sampling` config section's) over
+    the datasets `dataset_names`; errors name the argument as `prefix + name`.
+
+    Without `world_size` (a config checked before its processes start) the ranks of dataset_gpu_mapping
+    must be 0..N-1 without gaps, N then being the world size the run needs."""
+    dataset_names = list(dataset_names)
+    if not isinstance(mode, str) or mode not in MODES:
+        raise SamplerConfigError(f"{prefix}mode: must be one of {', '.join(MODES)}, got {mode!r}"
+                                 f"{suggest(mode, list(MODES)) if isinstance(mode, str) else ''}")
+    if mode == "mixed":
+        _check_mixed(dataset_names, weighting, temperature, weights, dataset_gpu_mapping, prefix)
+    else:
+        _check_per_rank(dataset_names, weighting, temperature, weights, dataset_gpu_mapping, world_size, prefix)
+
+
+def _check_mixed(names: list[str], weighting, temperature, weights, mapping, prefix: str) -> None:
+    if mapping is not None:
+        raise SamplerConfigError(f"{prefix}dataset_gpu_mapping: is only used with mode='per_rank', but mode='mixed'")
+    resolved = weighting if weighting is not None else "explicit" if weights is not None else "equal"
+    if not isinstance(resolved, str) or resolved not in WEIGHTINGS:
+        raise SamplerConfigError(f"{prefix}weighting: must be one of {', '.join(WEIGHTINGS)}, got {weighting!r}"
+                                 f"{suggest(weighting, list(WEIGHTINGS)) if isinstance(weighting, str) else ''}")
+    if (weights is not None) != (resolved == "explicit"):
+        raise SamplerConfigError(f"{prefix}weights: are used exactly when weighting='explicit' (or None); got "
+                                 f"weighting={resolved!r} with weights={weights!r}")
+    if temperature is not None:
+        if resolved != "temperature":
+            raise SamplerConfigError(f"{prefix}temperature: {temperature!r} is only used with "
+                                     f"weighting='temperature', but weighting={resolved!r}")
+        _check_positive_number(f"{prefix}temperature", temperature)
+    if resolved == "explicit":
+        if not isinstance(weights, dict):
+            raise SamplerConfigError(f"{prefix}weights: must be a mapping {{dataset: weight}}, got {weights!r}")
+        _check_known_datasets(f"{prefix}weights", weights, names)
+        for name in names:
+            _check_positive_number(f"{prefix}weights[{name!r}]", weights[name])
+
+
+def _check_per_rank(names: list[str], weighting, temperature, weights, mapping, world_size: int | None,
+                    prefix: str) -> None:
+    ignored = {"weights": weights, "temperature": temperature}
+    if weighting not in (None, "equal"):
+        ignored["weighting"] = weighting
+    for argument, value in ignored.items():
+        if value is not None:
+            raise SamplerConfigError(f"{prefix}{argument}: {value!r} is only used with mode='mixed', but "
+                                     f"mode='per_rank' (each rank draws from its own dataset)")
+    if not isinstance(mapping, dict):
+        raise SamplerConfigError(f"{prefix}dataset_gpu_mapping: mode='per_rank' needs a mapping {{dataset: [ranks]}}, "
+                                 f"got {mapping!r}")
+    _check_known_datasets(f"{prefix}dataset_gpu_mapping", mapping, names)
+    owner: dict[int, str] = {}
+    for name in names:
+        where = f"{prefix}dataset_gpu_mapping[{name!r}]"
+        ranks = mapping[name]
+        if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
+            raise SamplerConfigError(f"{where}: must be a list of ranks, got {ranks!r}")
+        ranks = list(ranks)
+        if not ranks:
+            raise SamplerConfigError(f"{where}: is empty; every dataset needs at least one rank")
+        for rank in ranks:
+            if not is_int(rank) or rank < 0 or (world_size is not None and rank >= world_size):
+                valid = f"world_size={world_size}: valid ranks are 0..{world_size - 1}" if world_size is not None \
+                    else "ranks are integers >= 0"
+                raise SamplerConfigError(f"{where}: has rank {rank!r}, but {valid}")
+            if int(rank) in owner:
+                other = owner[int(rank)]
+                twice = "twice" if other == name else f"to both {other!r} and {name!r}"
+                raise SamplerConfigError(f"{prefix}dataset_gpu_mapping: rank {rank} is assigned {twice}; "
+                                         f"each rank trains on exactly one dataset")
+            owner[int(rank)] = name
+    if not owner:
+        return
+    size = world_size if world_size is not None else max(owner) + 1
+    unassigned = [rank for rank in range(size) if rank not in owner]
+    if unassigned:
+        raise SamplerConfigError(
+            f"{prefix}dataset_gpu_mapping: rank(s) {unassigned} have no dataset; each of ranks "
+            f"0..{size - 1} needs exactly one (datasets: {names})")
+
+
+def _check_known_datasets(argument: str, given, names: list[str]) -> None:
+    unknown = [name for name in given if name not in names]
+    if unknown:
+        hint = suggest(str(unknown[0]), names)
+        raise SamplerConfigError(f"{argument}: names unknown dataset(s) {unknown}{hint}; valid datasets: {names}")
+    missing = [name for name in names if name not in given]
+    if missing:
+        raise SamplerConfigError(f"{argument}: leaves out dataset(s) {missing}; it must cover every "
+                                 f"training dataset: {names}")
+
+
 def _check_positive_number(name: str, value) -> float:
-    if not is_number(value):
-        raise SamplerConfigError(f"{name} must be a positive number, got {value!r}")
-    if not (math.isfinite(value) and value > 0):
-        raise SamplerConfigError(f"{name} must be a positive finite number, got {value!r}")
+    if not (is_number(value) and math.isfinite(value) and value > 0):
+        raise SamplerConfigError(f"{name}: must be a positive finite number, got {value!r}")
     return float(value)
 
 
@@ -197,8 +291,9 @@ class MultiDatasetSampler:
             raise SamplerConfigError(f"rank={self.rank} is not below world_size={self.world_size}: "
                                      f"valid ranks are 0..{self.world_size - 1}")
         check_int(self.seed, "seed", minimum=0, error=SamplerConfigError)
-        if self.mode not in MODES:
-            raise SamplerConfigError(f"unknown mode {self.mode!r}; valid modes: {list(MODES)}")
+        check_sampling(dataset_names=self.dataset_names, mode=self.mode, weighting=self.weighting,
+                       temperature=self.temperature, weights=self.weights,
+                       dataset_gpu_mapping=self.dataset_gpu_mapping, world_size=self.world_size)
         self.probabilities = None
         self.rank_dataset = None
         if self.mode == "mixed":
@@ -233,31 +328,9 @@ class MultiDatasetSampler:
             self._offsets[name] = offset
             offset += self.dataset_sizes[name]
 
-    def _check_known_datasets(self, argument: str, names) -> None:
-        unknown = [name for name in names if name not in self.dataset_sizes]
-        if unknown:
-            raise SamplerConfigError(f"{argument} names unknown dataset(s) {unknown}; "
-                                     f"valid datasets: {list(self.dataset_names)}")
-        missing = [name for name in self.dataset_names if name not in names]
-        if missing:
-            raise SamplerConfigError(f"{argument} leaves out dataset(s) {missing}; it must cover every "
-                                     f"dataset in dataset_sizes: {list(self.dataset_names)}")
-
     def _resolve_mixed(self) -> None:
-        if self.dataset_gpu_mapping is not None:
-            raise SamplerConfigError("dataset_gpu_mapping is only used with mode='per_rank', "
-                                     "but mode='mixed'")
         if self.weighting is None:
             self.weighting = "explicit" if self.weights is not None else "equal"
-        if self.weighting not in WEIGHTINGS:
-            raise SamplerConfigError(f"unknown weighting {self.weighting!r}; valid weightings: "
-                                     f"{list(WEIGHTINGS)}")
-        if (self.weights is not None) != (self.weighting == "explicit"):
-            raise SamplerConfigError(f"weights are used exactly when weighting='explicit' (or None); got "
-                                     f"weighting={self.weighting!r} with weights={self.weights!r}")
-        if self.temperature is not None and self.weighting != "temperature":
-            raise SamplerConfigError(f"temperature={self.temperature!r} is only used with "
-                                     f"weighting='temperature', but weighting={self.weighting!r}")
         sizes = np.array([self.dataset_sizes[name] for name in self.dataset_names], dtype=np.float64)
         if self.weighting == "equal":
             raw = np.ones_like(sizes)
@@ -266,61 +339,18 @@ class MultiDatasetSampler:
         elif self.weighting == "temperature":
             if self.temperature is None:
                 self.temperature = DEFAULT_TEMPERATURE
-            temperature = _check_positive_number("temperature", self.temperature)
             # In log space: large sizes to the power 1/T stay finite.
-            log_raw = np.log(sizes) / temperature
+            log_raw = np.log(sizes) / float(self.temperature)
             raw = np.exp(log_raw - log_raw.max())
         else:
-            if not isinstance(self.weights, dict):
-                raise SamplerConfigError(f"weights must be a dict {{dataset: weight}}, got {self.weights!r}")
-            self._check_known_datasets("weights", self.weights)
-            raw = np.array([_check_positive_number(f"weights[{name!r}]", self.weights[name])
-                            for name in self.dataset_names])
+            raw = np.array([float(self.weights[name]) for name in self.dataset_names])
         self.probabilities = {name: float(p) for name, p in zip(self.dataset_names, raw / raw.sum())}
 
     def _resolve_per_rank(self) -> None:
-        ignored = {"weights": self.weights, "temperature": self.temperature}
-        if self.weighting not in (None, "equal"):
-            ignored["weighting"] = self.weighting
-        for argument, value in ignored.items():
-            if value is not None:
-                raise SamplerConfigError(f"{argument}={value!r} is only used with mode='mixed', but "
-                                         f"mode='per_rank' (each rank draws from its own dataset)")
         mapping = self.dataset_gpu_mapping
-        if not isinstance(mapping, dict):
-            raise SamplerConfigError(f"mode='per_rank' needs dataset_gpu_mapping {{dataset: [ranks]}}, "
-                                     f"got {mapping!r}")
-        self._check_known_datasets("dataset_gpu_mapping", mapping)
-        owner: dict[int, str] = {}
-        for name in self.dataset_names:
-            ranks = mapping[name]
-            if isinstance(ranks, (str, bytes)) or not hasattr(ranks, "__iter__"):
-                raise SamplerConfigError(f"dataset_gpu_mapping[{name!r}] must be a list of ranks, "
-                                         f"got {ranks!r}")
-            ranks = list(ranks)
-            if not ranks:
-                raise SamplerConfigError(f"dataset_gpu_mapping[{name!r}] is empty; every dataset needs at "
-                                         f"least one rank")
-            for rank in ranks:
-                if not is_int(rank) \
-                        or not 0 <= rank < self.world_size:
-                    raise SamplerConfigError(
-                        f"dataset_gpu_mapping[{name!r}] has rank {rank!r}, but world_size="
-                        f"{self.world_size}: valid ranks are 0..{self.world_size - 1}")
-                if int(rank) in owner:
-                    other = owner[int(rank)]
-                    where = "twice" if other == name else f"to both {other!r} and {name!r}"
-                    raise SamplerConfigError(f"rank {rank} is assigned {where} in dataset_gpu_mapping; "
-                                             f"each rank trains on exactly one dataset")
-                owner[int(rank)] = name
-        unassigned = [rank for rank in range(self.world_size) if rank not in owner]
-        if unassigned:
-            raise SamplerConfigError(
-                f"rank(s) {unassigned} have no dataset in dataset_gpu_mapping; each of ranks "
-                f"0..{self.world_size - 1} needs exactly one (datasets: {list(self.dataset_names)})")
         self.dataset_gpu_mapping = {name: [int(rank) for rank in mapping[name]] for name in self.dataset_names}
         self.weighting = None
-        self.rank_dataset = owner[self.rank]
+        self.rank_dataset = next(name for name, ranks in self.dataset_gpu_mapping.items() if self.rank in ranks)
 
     def _resolve_run_length(self) -> None:
         if self.max_iters is not None and self.num_examples is not None:

@@ -56,7 +56,7 @@ mean/std are ImageNet's, in RGB order); labels are HxW uint8, or uint16 in label
 from __future__ import annotations
 
 from dataclasses import dataclass
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import cv2
 import numpy as np
@@ -64,7 +64,8 @@ import torch
 
 from unifiedseg.constants import IMAGENET_MEAN, IMAGENET_STD, WIDE_IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import REDUCED_DECODE_FLAGS
-from unifiedseg.utils.checks import is_finite_number, is_int
+from unifiedseg.utils.checks import is_finite_number, is_int, keyed
+from unifiedseg.utils.plain import to_plain
 
 
 
@@ -221,7 +222,7 @@ def _hw(name: str, value) -> tuple[int, int]:
     """A (height, width) pair of positive ints (a tuple, list or array shape)."""
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
         return int(value[0]), int(value[1])
-    raise ValueError(f"{name} must be a (height, width) pair of positive ints, got {value!r}")
+    raise ValueError(f"{name}: must be a (height, width) pair of positive ints, got {value!r}")
 
 
 def _positive_int_pair(name: str, value) -> tuple[int, int]:
@@ -229,12 +230,12 @@ def _positive_int_pair(name: str, value) -> tuple[int, int]:
         return int(value), int(value)
     if (isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value)):
         return int(value[0]), int(value[1])
-    raise ValueError(f"{name} must be a positive int or a pair of positive ints (h, w), got {value!r}")
+    raise ValueError(f"{name}: must be a positive int or a pair of positive ints (h, w), got {value!r}")
 
 
 def _number_range(name: str, value, *, positive: bool = False) -> tuple[float, float]:
     if not (isinstance(value, (tuple, list)) and len(value) == 2 and all(is_finite_number(v) for v in value)):
-        raise ValueError(f"{name} must be a pair of numbers (min, max), got {value!r}")
+        raise ValueError(f"{name}: must be a pair of numbers (min, max), got {value!r}")
     lo, hi = float(value[0]), float(value[1])
     if lo > hi:
         raise ValueError(f"{name}: min {lo} is greater than max {hi}")
@@ -245,7 +246,7 @@ def _number_range(name: str, value, *, positive: bool = False) -> tuple[float, f
 
 def _probability(name: str, value) -> float:
     if not (is_finite_number(value) and 0.0 <= value <= 1.0):
-        raise ValueError(f"{name} must be a probability in [0, 1], got {value!r}")
+        raise ValueError(f"{name}: must be a probability in [0, 1], got {value!r}")
     return float(value)
 
 
@@ -255,17 +256,17 @@ def _size_target(name: str, value) -> int | tuple[int, int]:
         return int(value)
     if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
         return int(value[0]), int(value[1])
-    raise ValueError(f"{name} must be a positive int (short side) or a pair of positive ints "
+    raise ValueError(f"{name}: must be a positive int (short side) or a pair of positive ints "
                      f"(long edge, short edge), got {value!r}")
 
 
 def _colour(name: str, value, *, positive: bool = False) -> tuple[float, float, float]:
     if not (isinstance(value, (tuple, list)) and len(value) == 3 and all(is_finite_number(v) for v in value)):
-        raise ValueError(f"{name} must be 3 numbers (one per RGB channel), got {value!r}")
+        raise ValueError(f"{name}: must be 3 numbers (one per RGB channel), got {value!r}")
     if positive and min(value) <= 0:
-        raise ValueError(f"{name} values must be > 0, got {value!r}")
+        raise ValueError(f"{name}: values must be > 0, got {value!r}")
     if not positive and not all(0 <= v <= 255 for v in value):
-        raise ValueError(f"{name} values must lie in [0, 255] (uint8 pixel scale), got {value!r}")
+        raise ValueError(f"{name}: values must lie in [0, 255] (uint8 pixel scale), got {value!r}")
     return float(value[0]), float(value[1]), float(value[2])
 
 
@@ -273,7 +274,7 @@ def _ignore_index(value) -> int | None:
     if value is None:
         return None
     if not (is_int(value) and 0 <= value <= WIDE_IGNORE_INDEX):
-        raise ValueError(f"ignore_index must be None (the ignore label of the label's dtype) or an int in "
+        raise ValueError(f"ignore_index: must be None (the ignore label of the label's dtype) or an int in "
                          f"[0, {WIDE_IGNORE_INDEX}], got {value!r}")
     return int(value)
 
@@ -290,7 +291,7 @@ def _check_crop_fits(crop_hw: tuple[int, int], largest_short_side: float, how: s
     # A crop whose short side exceeds every resized image's short side is padded in every sample:
     # almost surely a configuration mistake (e.g. a 1080p crop with a 480p short side).
     if min(crop_hw) > largest_short_side:
-        raise ValueError(f"crop_size {crop_hw} is larger than the largest resized short side "
+        raise ValueError(f"crop_size: {crop_hw} is larger than the largest resized short side "
                          f"({how} = {largest_short_side:g}); every crop would be mostly padding. "
                          f"Lower crop_size or raise the resize sizes.")
 
@@ -521,7 +522,7 @@ class TrainTransform:
         crop = _positive_int_pair("crop_size", self.crop_size)
         set_(self, "crop_size", crop)
         if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
-            raise ValueError(f"short_side must be a positive int or None, got {self.short_side!r}")
+            raise ValueError(f"short_side: must be a positive int or None, got {self.short_side!r}")
         modes = [name for name, value in (("short_side", self.short_side), ("ratio_range", self.ratio_range),
                                           ("scales", self.scales)) if value is not None]
         if len(modes) > 1:
@@ -545,7 +546,7 @@ class TrainTransform:
             raise ValueError("base_size is only used with ratio_range; set ratio_range or drop base_size")
         if self.scales is not None:
             if isinstance(self.scales, (str, bytes)) or not isinstance(self.scales, Sequence) or not self.scales:
-                raise ValueError(f"scales must be a non-empty list of sizes, got {self.scales!r}")
+                raise ValueError(f"scales: must be a non-empty list of sizes, got {self.scales!r}")
             scales = tuple(_size_target(f"scales[{i}]", v) for i, v in enumerate(self.scales))
             set_(self, "scales", scales)
             _check_crop_fits(crop, max(_target_short_side(t) for t in scales), "largest short side in scales")
@@ -557,12 +558,12 @@ class TrainTransform:
         for name in ("rotate_p", "blur_p", "flip_p"):
             set_(self, name, _probability(name, getattr(self, name)))
         if not (is_int(self.blur_kernel) and self.blur_kernel > 0 and self.blur_kernel % 2 == 1):
-            raise ValueError(f"blur_kernel must be a positive odd int, got {self.blur_kernel!r}")
+            raise ValueError(f"blur_kernel: must be a positive odd int, got {self.blur_kernel!r}")
         set_(self, "mean", _colour("mean", self.mean))
         set_(self, "std", _colour("std", self.std, positive=True))
         set_(self, "ignore_index", _ignore_index(self.ignore_index))
         if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+            raise ValueError(f"normalize: must be True or False, got {self.normalize!r}")
 
     def sample_params(self, image_hw: Sequence[int], rng: np.random.Generator) -> AugParams:
         """Draw every random choice for one image of size image_hw (the full, undecoded size)."""
@@ -614,6 +615,21 @@ class TrainTransform:
         return self.to_tensors(*self.apply(image, label, params))
 
 
+def check_augmentation_cfg(cfg: Mapping, *, where: str = "data.augmentation") -> None:
+    """The rules of a `data.augmentation` config section: TrainTransform's own (constructing one is cheap: it
+    holds only the checked settings). Errors name the dotted key (data.augmentation.rotate_p: ...)."""
+    kwargs = augmentation_kwargs(cfg)
+    try:
+        TrainTransform(**kwargs)
+    except ValueError as err:
+        raise keyed(err, where, list(kwargs)) from None
+
+
+def augmentation_kwargs(cfg: Mapping) -> dict:
+    """TrainTransform's keyword arguments from a `data.augmentation` config section (lists become tuples)."""
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in to_plain(cfg).items()}
+
+
 @dataclass(frozen=True, kw_only=True)
 class ValTransform:
     """Validation preprocessing: resize the short side (None = keep), then an optional centre crop
@@ -629,14 +645,14 @@ class ValTransform:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
-            raise ValueError(f"short_side must be a positive int or None, got {self.short_side!r}")
+            raise ValueError(f"short_side: must be a positive int or None, got {self.short_side!r}")
         if self.crop_size is not None:
             set_(self, "crop_size", _positive_int_pair("crop_size", self.crop_size))
         set_(self, "mean", _colour("mean", self.mean))
         set_(self, "std", _colour("std", self.std, positive=True))
         set_(self, "ignore_index", _ignore_index(self.ignore_index))
         if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize must be True or False, got {self.normalize!r}")
+            raise ValueError(f"normalize: must be True or False, got {self.normalize!r}")
 
     def params(self, image_hw: Sequence[int]) -> AugParams:
         """The fixed AugParams for an image of size image_hw."""

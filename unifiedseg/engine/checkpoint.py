@@ -3,8 +3,12 @@
 
 A checkpoint is a plain dict of tensors, numbers, strings, lists and dicts (nothing else unpickles
 under weights_only):
-    format, iteration, model, optimizer, scheduler, scaler, sampler, rng, swa,
+    format, iteration, model (the bare network's state_dict, as Segmentor.state_dict gives it),
+    optimizer, scaler, sampler, rng, accumulate_grad, counters (the trainer's fault counts),
+    hooks {hook class name: state} (LRScheduleHook: the scheduler; SWAHook: the SWA state),
     taxonomy {fingerprint, kind, source, class_names}, model_config {type, backbone, num_classes}
+Checkpoints written before hooks had state hold `scheduler` and `swa` at the top level instead of
+`hooks`; they resume as well (unifiedseg.engine.hooks.legacy_hook_states).
 """
 
 from __future__ import annotations

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from unifiedseg.constants import DEVICES
+
 
 @dataclass(frozen=True)
 class DistContext:
@@ -26,8 +28,8 @@ class DistContext:
 
 
 def choose_device(preference: str, local_rank: int = 0) -> torch.device:
-    if preference not in ("auto", "cpu", "cuda"):
-        raise ValueError(f"train.device must be auto, cpu or cuda, got {preference!r}")
+    if preference not in DEVICES:
+        raise ValueError(f"train.device: must be one of {', '.join(DEVICES)}, got {preference!r}")
     if preference == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("train.device=cuda but no CUDA device is available; use train.device=cpu or auto")
     if preference == "cuda" or (preference == "auto" and torch.cuda.is_available()):
@@ -64,3 +66,15 @@ def all_reduce_mean(values: torch.Tensor) -> torch.Tensor:
 def shutdown() -> None:
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over the processes that have it (keys may differ: e.g. the per-dataset losses
+    of ranks that train on different datasets); the values themselves in one process. Every process must
+    call it (it gathers every rank's dict)."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return dict(values)
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, dict(values))
+    keys = list(dict.fromkeys(key for rank_values in gathered for key in rank_values))
+    return {key: sum(v[key] for v in gathered if key in v) / sum(key in v for v in gathered) for key in keys}

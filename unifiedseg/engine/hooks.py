@@ -1,186 +1,175 @@
-"""The trainer's hooks: logging (progress bar, JSON lines, TensorBoard), periodic validation,
-checkpointing, and stopping cleanly on SIGTERM/SIGINT."""
+"""The trainer's hooks: the lr schedule, SWA, stopping on signals, validation, checkpointing, training
+mIoU and logging; a registry of hook types that configs may name; and the order they run in.
+
+Order. `run_training` (unifiedseg/engine/launch.py) gives the trainer its hooks in this order, and
+every hook point (before_train, before_step, after_step, after_train) goes through them in it:
+
+ 1. LRScheduleHook   steps the lr schedule (with SWA: the SWAState, which averages the weights and owns
+                     the lr from swa.start_iter on) right after each step, so every later hook sees, and
+                     saves, the schedule of the next iteration;
+ 2. SWAHook          (with `swa`) holds the averaged weights; at the end recomputes their BatchNorm
+                     statistics, before the validation and the final checkpoint use them;
+ 3. StopOnSignalHook SIGTERM / SIGINT ask the trainer to stop after the current step;
+ 4. ValidationHook   (with validation datasets) every data.val.interval steps and at the end;
+ 5. CheckpointHook   periodic checkpoints, the final one, and one on a stop request;
+ 6. TrainingMIoUHook confusion matrices of the training predictions, for the log records;
+ 7. the hooks of `train.hooks` in the config, in their order;
+ 8. the hooks passed to `run_training(cfg, extra_hooks=...)`, in their order;
+ 9. LoggingHook      last: it writes the step's record (every hook before it has done its part, and any
+                     hook with a `log_record(trainer) -> dict` method adds to the record), and at the end
+                     closes the TensorBoard file after everything else wrote to it.
+
+after_train runs for every hook in a `finally`; when training raised, `trainer.exception` is set and
+ValidationHook, CheckpointHook and SWAHook do nothing, while StopOnSignalHook and LoggingHook still
+restore the signal handlers and close their files.
+
+State. A hook with `state_dict()` / `load_state_dict(state)` is saved in every checkpoint under
+`hooks`, by class name (LRScheduleHook: the scheduler; SWAHook: the averaged model and its scheduler),
+and restored on resume. Checkpoints written before hooks had state keep the scheduler and SWA state
+at the top level (`scheduler`, `swa`); `legacy_hook_states` reads them.
+
+Hook types from a config: `train.hooks: [{type: TimeLimitHook, seconds: 3600}, ...]`; `type` names a
+class registered with `@register_hook_type` (the others are keyword arguments of its constructor). The
+registry refuses a name that is taken and an unknown type lists the registered ones. Registered here:
+TimeLimitHook. Register your own in a module you import before training.
+
+Logged losses are averaged over ranks: on each log step every rank's interval averages are gathered
+(`average_across_ranks`) and the mean of each value over the ranks that have it is written, as
+Detectron2 does; training mIoU and the fault counters are the main rank's.
+"""
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
 import signal
 import time
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
-from typing import Callable
 
 import torch
 from tqdm import tqdm
 
 from unifiedseg.engine.checkpoint import FINAL_NAME, checkpoint_dir, periodic_path, prune_checkpoints, save_checkpoint
-from unifiedseg.engine.distributed import barrier
+from unifiedseg.engine.distributed import average_across_ranks, barrier
 from unifiedseg.engine.trainer import Hook, Trainer
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 from unifiedseg.evaluation.metrics import format_metric, json_metric
+from unifiedseg.optim.schedule import load_scheduler_state
+from unifiedseg.utils.names import suggest
 
 logger = logging.getLogger(__name__)
 
+HOOK_TYPES: dict[str, type[Hook]] = {}
 
-class LoggingHook(Hook):
-    """Main rank only: a tqdm bar with ETA; every `interval` steps a JSON line and TensorBoard scalars
-    (lr, each named loss and the data and step times averaged over the interval, training mIoU per
-    dataset over the interval, per-dataset losses of the logged step's batch, fault counters)."""
 
-    def __init__(self, *, work_dir: Path, interval: int, num_classes: int, enabled: bool = True,
-                 tensorboard: bool = True):
-        self.work_dir = Path(work_dir)
-        self.interval = max(1, interval)
-        self.num_classes = num_classes
-        self.enabled = enabled
-        self.tensorboard = tensorboard
-        self.bar = None
-        self.writer = None
-        self._reset()
+def register_hook_type(hook_class: type[Hook] | None = None, *, name: str | None = None):
+    """Class decorator (`@register_hook_type` or `@register_hook_type(name="...")`): configs may then name
+    the class in `train.hooks`. A name that is taken is refused."""
 
-    def _reset(self) -> None:
-        self.sums: dict[str, float] = {}
-        self.counts: dict[str, int] = {}
-        self.train_confusion: dict[str, ConfusionMatrix] = {}
-        self.steps = 0
+    def register(cls: type[Hook]) -> type[Hook]:
+        key = name or cls.__name__
+        if key in HOOK_TYPES:
+            raise ValueError(f"a hook type named {key!r} is already registered ({HOOK_TYPES[key].__module__}."
+                             f"{HOOK_TYPES[key].__qualname__}); choose another name")
+        HOOK_TYPES[key] = cls
+        return cls
 
-    def before_train(self, trainer: Trainer) -> None:
-        if not self.enabled:
+    return register(hook_class) if hook_class is not None else register
+
+
+def build_hook(cfg: Mapping, where: str = "train.hooks[0]") -> Hook:
+    """The hook a `{type: Name, **kwargs}` mapping describes; errors name `where` and the valid choices."""
+    if not isinstance(cfg, Mapping) or "type" not in cfg:
+        raise ValueError(f"{where}: must be a mapping with a `type` key (one of {', '.join(HOOK_TYPES) or 'none'}), "
+                         f"got {cfg!r}")
+    kwargs = {key: value for key, value in cfg.items() if key != "type"}
+    hook_type = cfg["type"]
+    if hook_type not in HOOK_TYPES:
+        hint = suggest(hook_type, list(HOOK_TYPES)) if isinstance(hook_type, str) else ""
+        raise ValueError(f"{where}.type: unknown hook type {hook_type!r}{hint}; registered hook types: "
+                         f"{', '.join(HOOK_TYPES) or 'none'} (register one with @register_hook_type)")
+    hook_class = HOOK_TYPES[hook_type]
+    try:
+        inspect.signature(hook_class).bind(**kwargs)
+    except TypeError as err:
+        accepted = [p for p in inspect.signature(hook_class).parameters]
+        raise ValueError(f"{where}: {hook_type} does not take these arguments ({err}); it takes: "
+                         f"{', '.join(accepted) or 'none'}") from None
+    return hook_class(**kwargs)
+
+
+def build_hooks(cfgs: Iterable[Mapping] | None, where: str = "train.hooks") -> list[Hook]:
+    """The hooks of a `train.hooks` list (None or empty: none)."""
+    return [build_hook(cfg, f"{where}[{i}]") for i, cfg in enumerate(cfgs or [])]
+
+
+# ---- the schedule and SWA -----------------------------------------------------------------------------
+
+
+class LRScheduleHook(Hook):
+    """After every step (a skipped one too: the iteration happened) steps the lr scheduler; with `swa`,
+    hands the step to the SWAState, which steps the scheduler before swa.start_iter and from then on
+    averages the weights and anneals the lr itself. State: the scheduler's."""
+
+    def __init__(self, *, scheduler, swa=None):
+        self.scheduler = scheduler
+        self.swa = swa
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.swa is not None:
+            self.swa.after_optimizer_step(trainer.iter - 1, self.scheduler)  # the 0-based iteration just done
+        else:
+            self.scheduler.step()
+
+    def state_dict(self) -> dict:
+        return self.scheduler.state_dict()
+
+    def load_state_dict(self, state: dict) -> None:
+        load_scheduler_state(self.scheduler, state)
+
+
+class SWAHook(Hook):
+    """The SWA phase's state (the averaged model and its lr scheduler), and at the end of a finished run
+    the averaged model's BatchNorm statistics recomputed over `bn_batches` training batches
+    (`bn_loader()` gives them, `bn_forward(model, batch)` runs one), then rank 0's copied to every rank."""
+
+    def __init__(self, *, swa, bn_loader: Callable[[], Iterable], bn_forward: Callable, bn_batches: int = 50):
+        self.swa = swa
+        self.bn_loader = bn_loader
+        self.bn_forward = bn_forward
+        self.bn_batches = bn_batches
+
+    def after_train(self, trainer: Trainer) -> None:
+        if not trainer.finished or trainer.exception is not None:
             return
-        self.bar = tqdm(total=trainer.max_iters, initial=trainer.iter, desc="train", unit="it", dynamic_ncols=True)
-        if self.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
+        used = self.swa.finalize(self.bn_loader(), max_batches=self.bn_batches, forward=self.bn_forward)
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            # each rank saw its own batches: use rank 0's statistics everywhere, as final.pth holds them
+            for buffer in self.swa.averaged_module.buffers():
+                torch.distributed.broadcast(buffer, src=0)
+        logger.info("SWA: averaged %d iterations; batch-norm statistics recomputed over %d batches",
+                    self.swa.num_averaged, used)
 
-            self.writer = SummaryWriter(str(self.work_dir / "tensorboard"))
+    def state_dict(self) -> dict:
+        return self.swa.state_dict()
 
-    def _add(self, key: str, value: float) -> None:
-        self.sums[key] = self.sums.get(key, 0.0) + value
-        self.counts[key] = self.counts.get(key, 0) + 1
-
-    def after_step(self, trainer: Trainer) -> None:
-        if not self.enabled:
-            return
-        result = trainer.result
-        self.steps += 1
-        for name, value in result.losses.items():
-            self._add(name, value)
-        for name, value in result.dataset_losses.items():
-            self._add(f"loss/{name}", value)
-        self._add("data_time", result.data_time)
-        self._add("step_time", result.step_time)
-        for dataset, pred, label in result.predictions:
-            # counted where the predictions are, unchecked (the pipeline made the labels): no GPU sync
-            matrix = self.train_confusion.get(dataset)
-            if matrix is None:
-                matrix = self.train_confusion[dataset] = ConfusionMatrix(self.num_classes, trainer.ignore_index,
-                                                                         device=pred.device)
-            matrix.update(pred, label, check=False)
-        self.bar.update(1)
-        if "loss" in result.losses:
-            self.bar.set_postfix(loss=f"{result.losses['loss']:.4f}", lr=f"{result.lr:.2e}", refresh=False)
-        if trainer.iter % self.interval == 0 or trainer.finished:
-            self.flush(trainer)
-
-    def flush(self, trainer: Trainer) -> None:
-        record = {"iter": trainer.iter, "lr": trainer.result.lr, "time": time.time()}
-        record.update({k: self.sums[k] / self.counts[k] for k in self.sums})
-        # a dataset whose crops held no labelled pixels has no mIoU (None)
-        record["train_miou"] = {d: json_metric(m.miou()) for d, m in self.train_confusion.items()}
-        record.update(nonfinite_skipped=trainer.nonfinite_total, fp16_overflow_skipped=trainer.overflow_total,
-                      bad_samples_skipped=trainer.bad_sample_total)
-        if torch.cuda.is_available():
-            record["max_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        self.write_record(record)
-        if self.writer is not None:
-            for key, value in record.items():
-                if isinstance(value, (int, float)) and key not in ("iter", "time"):
-                    self.writer.add_scalar(f"train/{key}", value, trainer.iter)
-            for dataset, miou in record["train_miou"].items():
-                if miou is not None:
-                    self.writer.add_scalar(f"train_miou/{dataset}", miou, trainer.iter)
-        losses = ", ".join(f"{k}={v:.4f}" for k, v in record.items() if k.startswith("loss") and "/" not in k)
-        logger.info("iter %d/%d lr %.3e %s data %.3fs step %.3fs", trainer.iter, trainer.max_iters, record["lr"],
-                    losses, record.get("data_time", 0), record.get("step_time", 0))
-        self._reset()
-
-    def write_record(self, record: dict) -> None:
-        with open(self.work_dir / "log.jsonl", "a", encoding="utf-8") as handle:
-            handle.write(json.dumps(record) + "\n")
-
-    def after_train(self, trainer: Trainer) -> None:
-        if self.bar is not None:
-            self.bar.close()
-        if self.writer is not None:
-            self.writer.close()
-
-    on_exception = after_train
+    def load_state_dict(self, state: dict) -> None:
+        self.swa.load_state_dict(state)
 
 
-class ValidationHook(Hook):
-    """Every `interval` steps (and at the end) run `evaluate()` -> metrics dict; log and keep the last."""
-
-    def __init__(self, *, evaluate: Callable[[], dict], interval: int, logging_hook: LoggingHook | None = None):
-        self.evaluate = evaluate
-        self.interval = interval
-        self.logging_hook = logging_hook
-        self.last_metrics: dict | None = None
-
-    def _run(self, trainer: Trainer) -> None:
-        metrics = self.evaluate()
-        self.last_metrics = {"iter": trainer.iter, **metrics}
-        summary = ", ".join(f"{d} {format_metric(m['miou'], digits=4, percent=False)}"
-                            for d, m in metrics["datasets"].items())
-        logger.info("validation at iter %d: mIoU %s (%s)", trainer.iter,
-                    format_metric(metrics["miou"], digits=4, percent=False), summary)
-        if self.logging_hook is not None and self.logging_hook.enabled:
-            self.logging_hook.write_record({"iter": trainer.iter, "val_miou": metrics["miou"],
-                                            "val_dataset_miou": {d: m["miou"] for d, m in metrics["datasets"].items()}})
-            if self.logging_hook.writer is not None:  # a missing mIoU (None: no labelled pixels) is not plotted
-                scalars = {"val/miou": metrics["miou"],
-                           **{f"val_miou/{d}": m["miou"] for d, m in metrics["datasets"].items()}}
-                for tag, value in scalars.items():
-                    if value is not None:
-                        self.logging_hook.writer.add_scalar(tag, value, trainer.iter)
-
-    def after_step(self, trainer: Trainer) -> None:
-        if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
-            self._run(trainer)
-
-    def after_train(self, trainer: Trainer) -> None:
-        if trainer.finished:
-            self._run(trainer)
+def legacy_hook_states(state: Mapping) -> dict:
+    """The hook states of a checkpoint written before hooks had state (top-level scheduler and swa)."""
+    hooks = {}
+    if state.get("scheduler") is not None:
+        hooks["LRScheduleHook"] = state["scheduler"]
+    if state.get("swa") is not None:
+        hooks["SWAHook"] = state["swa"]
+    return hooks
 
 
-class CheckpointHook(Hook):
-    """Main rank writes: every `interval` steps a periodic checkpoint (the newest `keep` are kept), at the
-    end `final.pth`, and on a stop request (signal) a checkpoint of the current iteration."""
-
-    def __init__(self, *, work_dir: Path, interval: int, keep: int, state: Callable[[int], dict], is_main: bool):
-        self.work_dir = Path(work_dir)
-        self.interval = interval
-        self.keep = keep
-        self.state = state
-        self.is_main = is_main
-        self.last_saved: Path | None = None
-
-    def save(self, path: Path, iteration: int) -> None:
-        if self.is_main:
-            save_checkpoint(path, self.state(iteration))
-            self.last_saved = path
-            logger.info("saved checkpoint %s", path)
-        barrier()
-
-    def after_step(self, trainer: Trainer) -> None:
-        if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
-            self.save(periodic_path(self.work_dir, trainer.iter), trainer.iter)
-            if self.is_main:
-                prune_checkpoints(self.work_dir, self.keep)
-
-    def after_train(self, trainer: Trainer) -> None:
-        if trainer.finished:
-            self.save(checkpoint_dir(self.work_dir) / FINAL_NAME, trainer.iter)
-        elif trainer.stop_requested and trainer.iter > trainer.start_iter:
-            self.save(periodic_path(self.work_dir, trainer.iter), trainer.iter)
+# ---- stopping ------------------------------------------------------------------------------------------
 
 
 class StopOnSignalHook(Hook):
@@ -208,7 +197,25 @@ class StopOnSignalHook(Hook):
             signal.signal(sig, previous)
         self.previous = {}
 
-    on_exception = after_train
+
+@register_hook_type
+class TimeLimitHook(Hook):
+    """Stops training cleanly once `seconds` have passed since training started (e.g. under a job
+    scheduler's time limit): the checkpoint hook saves, and the same command resumes."""
+
+    def __init__(self, seconds: float):
+        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
+            raise ValueError(f"TimeLimitHook: seconds must be a positive number, got {seconds!r}")
+        self.seconds = float(seconds)
+        self.started = None
+
+    def before_train(self, trainer: Trainer) -> None:
+        self.started = time.monotonic()
+
+    def after_step(self, trainer: Trainer) -> None:
+        if not trainer.stop_requested and time.monotonic() - self.started >= self.seconds:
+            logger.warning("time limit of %gs reached: stopping after iteration %d", self.seconds, trainer.iter)
+            trainer.stop_requested = True
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -216,3 +223,202 @@ def ignore_stop_signals(worker_id: int) -> None:
     while the main process finishes its step and saves a checkpoint (they exit with the parent)."""
     for sig in StopOnSignalHook.SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
+
+
+# ---- validation and checkpoints -------------------------------------------------------------------------
+
+
+class ValidationHook(Hook):
+    """Every `interval` steps (and at the end) run `evaluate()` -> metrics dict; log and keep the last."""
+
+    def __init__(self, *, evaluate: Callable[[], dict], interval: int, logging_hook: "LoggingHook | None" = None):
+        self.evaluate = evaluate
+        self.interval = interval
+        self.logging_hook = logging_hook
+        self.last_metrics: dict | None = None
+
+    def _run(self, trainer: Trainer) -> None:
+        metrics = self.evaluate()
+        self.last_metrics = {"iter": trainer.iter, **metrics}
+        summary = ", ".join(f"{d} {format_metric(m['miou'], digits=4, percent=False)}"
+                            for d, m in metrics["datasets"].items())
+        logger.info("validation at iter %d: mIoU %s (%s)", trainer.iter,
+                    format_metric(metrics["miou"], digits=4, percent=False), summary)
+        if self.logging_hook is not None and self.logging_hook.enabled:
+            self.logging_hook.write_record({"iter": trainer.iter, "val_miou": metrics["miou"],
+                                            "val_dataset_miou": {d: m["miou"] for d, m in metrics["datasets"].items()}})
+            if self.logging_hook.writer is not None:  # a missing mIoU (None: no labelled pixels) is not plotted
+                scalars = {"val/miou": metrics["miou"],
+                           **{f"val_miou/{d}": m["miou"] for d, m in metrics["datasets"].items()}}
+                for tag, value in scalars.items():
+                    if value is not None:
+                        self.logging_hook.writer.add_scalar(tag, value, trainer.iter)
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
+            self._run(trainer)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if trainer.finished and trainer.exception is None:
+            self._run(trainer)
+
+
+class CheckpointHook(Hook):
+    """Main rank writes: every `interval` steps a periodic checkpoint (the newest `keep` are kept), at the
+    end `final.pth`, and on a stop request (signal) a checkpoint of the current iteration. A checkpoint
+    is `state(trainer)` (model, optimizer, data position, ...) with `trainer.state_dict()` (iteration,
+    counters, hook states)."""
+
+    def __init__(self, *, work_dir: Path, interval: int, keep: int, state: Callable[[Trainer], dict], is_main: bool):
+        self.work_dir = Path(work_dir)
+        self.interval = interval
+        self.keep = keep
+        self.state = state
+        self.is_main = is_main
+        self.last_saved: Path | None = None
+
+    def save(self, path: Path, trainer: Trainer) -> None:
+        if self.is_main:
+            save_checkpoint(path, {**self.state(trainer), **trainer.state_dict()})
+            self.last_saved = path
+            logger.info("saved checkpoint %s", path)
+        barrier()
+
+    def after_step(self, trainer: Trainer) -> None:
+        if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
+            self.save(periodic_path(self.work_dir, trainer.iter), trainer)
+            if self.is_main:
+                prune_checkpoints(self.work_dir, self.keep)
+
+    def after_train(self, trainer: Trainer) -> None:
+        if trainer.exception is not None:
+            return
+        if trainer.finished:
+            self.save(checkpoint_dir(self.work_dir) / FINAL_NAME, trainer)
+        elif trainer.stop_requested and trainer.iter > trainer.start_iter:
+            self.save(periodic_path(self.work_dir, trainer.iter), trainer)
+
+
+# ---- logging ------------------------------------------------------------------------------------------------
+
+
+class TrainingMIoUHook(Hook):
+    """Confusion matrices of the training predictions per dataset, counted where the predictions are
+    (unchecked: the pipeline made the labels; no GPU sync); each log record gets the mIoU per dataset
+    since the previous record (`log_record`). Main rank only (`enabled`)."""
+
+    def __init__(self, *, num_classes: int, ignore_index: int, enabled: bool = True):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.enabled = enabled
+        self.matrices: dict[str, ConfusionMatrix] = {}
+
+    def after_step(self, trainer: Trainer) -> None:
+        if not self.enabled:
+            return
+        for dataset, pred, label in trainer.result.predictions:
+            matrix = self.matrices.get(dataset)
+            if matrix is None:
+                matrix = self.matrices[dataset] = ConfusionMatrix(self.num_classes, self.ignore_index,
+                                                                  device=pred.device)
+            matrix.update(pred, label, check=False)
+
+    def log_record(self, trainer: Trainer) -> dict:
+        # a dataset whose crops held no labelled pixels has no mIoU (None)
+        record = {"train_miou": {d: json_metric(m.miou()) for d, m in self.matrices.items()}}
+        self.matrices = {}
+        return record
+
+
+class LoggingHook(Hook):
+    """Every `interval` steps (and the last) a record of the interval: lr, each named loss, the per-dataset
+    losses of the logged steps' batches, data and step times -- averaged over the interval's steps, then
+    over the ranks -- plus what other hooks add (`log_record`) and the fault counters. The main rank
+    (`enabled`) writes it as a JSON line of log.jsonl, TensorBoard scalars and a log line, and shows a
+    tqdm bar with ETA. Every rank must have this hook: the average over ranks is a collective."""
+
+    def __init__(self, *, work_dir: Path, interval: int, enabled: bool = True, tensorboard: bool = True):
+        self.work_dir = Path(work_dir)
+        self.interval = max(1, interval)
+        self.enabled = enabled
+        self.tensorboard = tensorboard
+        self.bar = None
+        self.writer = None
+        self._reset()
+
+    def _reset(self) -> None:
+        self.sums: dict[str, float] = {}
+        self.counts: dict[str, int] = {}
+
+    def is_log_step(self, step: int, trainer: Trainer) -> bool:
+        return step % self.interval == 0 or step >= trainer.max_iters
+
+    def before_train(self, trainer: Trainer) -> None:
+        if not self.enabled:
+            return
+        self.bar = tqdm(total=trainer.max_iters, initial=trainer.iter, desc="train", unit="it", dynamic_ncols=True)
+        if self.tensorboard:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self.writer = SummaryWriter(str(self.work_dir / "tensorboard"))
+
+    def before_step(self, trainer: Trainer) -> None:
+        # per-dataset losses evaluate the loss set again on each dataset's samples: on logged steps only
+        trainer.compute_dataset_losses = self.is_log_step(trainer.iter + 1, trainer)
+
+    def _add(self, key: str, value: float) -> None:
+        self.sums[key] = self.sums.get(key, 0.0) + value
+        self.counts[key] = self.counts.get(key, 0) + 1
+
+    def after_step(self, trainer: Trainer) -> None:
+        result = trainer.result
+        for name, value in result.losses.items():
+            self._add(name, value)
+        for name, value in result.dataset_losses.items():
+            self._add(f"loss/{name}", value)
+        self._add("data_time", result.data_time)
+        self._add("step_time", result.step_time)
+        if self.bar is not None:
+            self.bar.update(1)
+            if "loss" in result.losses:
+                self.bar.set_postfix(loss=f"{result.losses['loss']:.4f}", lr=f"{result.lr:.2e}", refresh=False)
+        if self.is_log_step(trainer.iter, trainer):
+            self.flush(trainer)
+
+    def flush(self, trainer: Trainer) -> None:
+        averages = average_across_ranks({k: self.sums[k] / self.counts[k] for k in self.sums})
+        self._reset()
+        if not self.enabled:
+            return
+        record = {"iter": trainer.iter, "lr": trainer.result.lr, "time": time.time(), **averages}
+        for hook in trainer.hooks:
+            if hook is not self and hasattr(hook, "log_record"):
+                record.update(hook.log_record(trainer))
+        record.update(nonfinite_skipped=trainer.nonfinite_total, fp16_overflow_skipped=trainer.overflow_total,
+                      bad_samples_skipped=trainer.bad_sample_total)
+        if torch.cuda.is_available():
+            record["max_memory_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        self.write_record(record)
+        if self.writer is not None:
+            for key, value in record.items():
+                if isinstance(value, (int, float)) and key not in ("iter", "time"):
+                    self.writer.add_scalar(f"train/{key}", value, trainer.iter)
+            for dataset, miou in record.get("train_miou", {}).items():
+                if miou is not None:
+                    self.writer.add_scalar(f"train_miou/{dataset}", miou, trainer.iter)
+        losses = ", ".join(f"{k}={v:.4f}" for k, v in record.items()
+                           if (k.startswith("loss") or k.startswith("aux_loss")) and "/" not in k)
+        logger.info("iter %d/%d lr %.3e %s data %.3fs step %.3fs", trainer.iter, trainer.max_iters, record["lr"],
+                    losses, record.get("data_time", 0), record.get("step_time", 0))
+
+    def write_record(self, record: dict) -> None:
+        with open(self.work_dir / "log.jsonl", "a", encoding="utf-8") as handle:
+            handle.write(json.dumps(record) + "\n")
+
+    def after_train(self, trainer: Trainer) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None

@@ -1,5 +1,6 @@
-"""Build a training run from a checked config and run it: taxonomy, data, model, losses, optimizer,
-schedule, resume, hooks; at the end `final_metrics.json` beside the checkpoints and the resolved config.
+"""Build a training run from a checked config and run it: taxonomy, data, the Segmentor (network and
+losses), optimizer, schedule, resume, hooks (in the order unifiedseg/engine/hooks.py documents); at the
+end `final_metrics.json` beside the checkpoints and the resolved config.
 """
 
 from __future__ import annotations
@@ -15,27 +16,27 @@ from omegaconf import DictConfig
 from unifiedseg.config import dump_config
 from unifiedseg.config.builders import build_model_for, training_converter
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
-from unifiedseg.data.labels import LABEL_MODES, build_label_mapper
+from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
-from unifiedseg.engine.hooks import CheckpointHook, LoggingHook, StopOnSignalHook, ValidationHook, ignore_stop_signals
+from unifiedseg.engine.hooks import (CheckpointHook, LoggingHook, LRScheduleHook, StopOnSignalHook, SWAHook,
+                                     TrainingMIoUHook, ValidationHook, build_hooks, ignore_stop_signals,
+                                     legacy_hook_states)
 from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
 from unifiedseg.evaluation.metrics import format_metric
 from unifiedseg.evaluation.validate import summarize, validate
 from unifiedseg.losses import build_losses
-from unifiedseg.models import convert_sync_batchnorm
-from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, format_param_groups, load_scheduler_state
+from unifiedseg.models import Segmentor, convert_sync_batchnorm
+from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, check_clip_cfg, format_param_groups
 from unifiedseg.utils.fileio import atomic_write_text
-from unifiedseg.utils.modules import unwrap
 from unifiedseg.utils.plain import to_plain
 from unifiedseg.utils.precision import make_grad_scaler, resolve_amp
 
 logger = logging.getLogger("unifiedseg")
-LOSS_KEYS = ("loss_decode", "sampler")
 # Batches for recomputing batch-norm statistics of the SWA model at the end.
 SWA_BN_BATCHES = 50
 
@@ -73,7 +74,8 @@ def prepare_data_root(cfg: DictConfig, dist: DistContext) -> Path:
 def augmentation(cfg: DictConfig) -> TrainTransform:
     aug = to_plain(cfg.data.augmentation)
     tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
-    return TrainTransform(**tuples, normalize=not cfg.data.normalize_on_device)
+    # uint8 crops always: the Segmentor normalises on the device (data.normalize_on_device is a no-op)
+    return TrainTransform(**tuples, normalize=False)
 
 
 def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -> None:
@@ -88,7 +90,8 @@ def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -
 def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     """Train as configured; returns the final validation metrics (empty when stopped early).
 
-    `extra_hooks` run after the built-in ones at each hook point (for experiments and tests).
+    `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging hook, at
+    each hook point (unifiedseg/engine/hooks.py documents the order).
     """
     dist = init_distributed(cfg.train.device)
     work_dir = Path(cfg.work_dir)
@@ -98,10 +101,10 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     setup_logging(work_dir, dist.is_main)
     torch.manual_seed(cfg.train.seed + dist.rank)
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
+    config_hooks = build_hooks(to_plain(cfg.train.hooks))  # a bad hook type fails here, before any data is read
 
-    # The data first: a missing dataset is reported as one table before any model is built.
-    if cfg.data.label_source not in LABEL_MODES:
-        raise ValueError(f"data.label_source must be one of {', '.join(LABEL_MODES)}, got {cfg.data.label_source!r}")
+    # The data first: a missing dataset is reported as one table before any model is built. (Every config
+    # value was checked when the config loaded: unifiedseg.config.loader.)
     converter = training_converter(cfg)
     num_classes = converter.num_classes
     root = prepare_data_root(cfg, dist)
@@ -110,9 +113,6 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         require_data(registry, root, data_requests(cfg), label_source=cfg.data.label_source,
                      mapper_for=lambda info: build_label_mapper(info, converter, mode=cfg.data.label_source, data_root=root))
     loss_cfg = to_plain(cfg.loss)
-    unknown = [k for k in loss_cfg if k not in LOSS_KEYS]
-    if unknown:
-        raise ValueError(f"unknown key(s) loss.{', loss.'.join(unknown)}; valid keys: {', '.join(LOSS_KEYS)}")
     loss_set = build_losses(loss_cfg.get("loss_decode", {"type": "CrossEntropyLoss"}), num_classes,
                             sampler=loss_cfg.get("sampler"), ignore_index=converter.ignore_index)
     model, model_cfg = build_model_for(cfg, num_classes)
@@ -125,13 +125,6 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         strict_relabel=cfg.data.relabel_strict) for name in cfg.data.train_datasets]
     multi = MultiDataset(train_sets)
     accumulate = cfg.train.accumulate_grad
-    if accumulate < 1:
-        raise ValueError(f"train.accumulate_grad must be at least 1, got {accumulate}")
-    if (cfg.train.max_iters is None) == (cfg.train.num_examples is None):
-        raise ValueError("set exactly one of train.max_iters (optimizer steps) and train.num_examples (crops per "
-                         f"dataset); got max_iters={cfg.train.max_iters}, num_examples={cfg.train.num_examples}")
-    if cfg.train.max_iters is not None and cfg.train.max_iters < 1:
-        raise ValueError(f"train.max_iters must be at least 1, got {cfg.train.max_iters}")
     sampling = {k: v for k, v in to_plain(cfg.data.sampling).items() if v is not None}  # unset: sampler defaults
     sampler = MultiDatasetSampler(
         dataset_sizes=multi.sizes(), batch_size=cfg.data.batch_size, world_size=dist.world_size, rank=dist.rank,
@@ -148,26 +141,28 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     if cfg.train.sync_bn and dist.distributed and not sync_bn:
         logger.warning("SyncBatchNorm needs CUDA; on CPU each process keeps its own BatchNorm statistics")
     check_batch_norm(model, cfg, dist, sync_bn)
-    model = convert_sync_batchnorm(model, enabled=sync_bn, world_size=dist.world_size).to(dist.device)
-    if cfg.train.channels_last:
-        model = model.to(memory_format=torch.channels_last)
-    optimizer = build_optimizer(model, to_plain(cfg.optimizer))
+    network = convert_sync_batchnorm(model, enabled=sync_bn, world_size=dist.world_size).to(dist.device)
+    segmentor = Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean),
+                          std=tuple(cfg.data.augmentation.std), loss_set=loss_set, num_classes=num_classes,
+                          ignore_index=converter.ignore_index, partial_target_sets=converter.partial_target_sets(),
+                          norm_eval=cfg.train.norm_eval, channels_last=cfg.train.channels_last).to(dist.device)
+    # the optimizer, SWA and parameter names see the network (names as checkpoints and paramwise rules have them)
+    optimizer = build_optimizer(network, to_plain(cfg.optimizer))
     scheduler = build_scheduler(optimizer, to_plain(cfg.schedule), max_iters)
-    swa = build_swa(model, optimizer, to_plain(cfg.swa), max_iters, device=dist.device)
+    swa = build_swa(network, optimizer, to_plain(cfg.swa), max_iters, device=dist.device)
     scaler = make_grad_scaler(dist.device, amp)
-    logger.info("parameter groups:\n%s", format_param_groups(optimizer, model))
+    logger.info("parameter groups:\n%s", format_param_groups(optimizer, network))
 
-    start_iter, restored_counters = restore(cfg, model=model, optimizer=optimizer, scheduler=scheduler, scaler=scaler,
-                                            swa=swa, sampler=sampler, converter=converter, model_cfg=model_cfg,
-                                            work_dir=work_dir, dist=dist)
+    resumed = restore(cfg, segmentor=segmentor, optimizer=optimizer, scaler=scaler, sampler=sampler,
+                      converter=converter, model_cfg=model_cfg, work_dir=work_dir, dist=dist)
     if dist.is_main:
         dump_config(cfg, work_dir / "config.yaml")
-    train_model = model
     if cfg.train.compile:
-        train_model = torch.compile(train_model)
+        network.compile()  # in place: parameter and state_dict names stay the bare network's
+    train_model = segmentor
     if dist.distributed:
         train_model = torch.nn.parallel.DistributedDataParallel(
-            train_model, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
+            segmentor, device_ids=[dist.local_rank] if dist.device.type == "cuda" else None)
 
     loader = torch.utils.data.DataLoader(
         multi, batch_sampler=KeyedBatchSampler(sampler), collate_fn=collate,  # starts where the sampler resumed
@@ -176,56 +171,54 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     val_sets = validation_datasets(cfg, registry, root, converter)
     labelable = {name: converter.labelable_classes(name) for name in val_sets}
 
+    averaged = segmentor.with_network(swa.averaged_module) if swa is not None else None
+
     def evaluate() -> dict:
-        net = swa.averaged_module if swa is not None and trainer.finished else model
+        net = averaged if averaged is not None and trainer.finished else segmentor
         matrices = validate(net, val_sets, num_classes=num_classes, device=dist.device, amp=amp, rank=dist.rank,
                             world_size=dist.world_size, max_images=cfg.data.val.max_images,
                             ignore_index=converter.ignore_index, progress=dist.is_main)
         return summarize(matrices, converter.class_names, labelable)
 
-    def state(iteration: int) -> dict:
+    def state(trainer: Trainer) -> dict:
+        """A checkpoint's contents besides the trainer's own state (iteration, counters, hook states)."""
+        iteration = trainer.iter
         return {
             # a finished SWA run's weights are the average (its BN statistics recomputed by then)
-            "iteration": iteration, "model": (swa.averaged_module if swa is not None and iteration >= max_iters
-                                              else unwrap(model)).state_dict(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(),
+            "model": (swa.averaged_module if swa is not None and iteration >= max_iters else segmentor).state_dict(),
+            "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "sampler": sampler.state_dict(iteration=iteration * accumulate), "rng": ckpt.rng_state(),
-            "swa": swa.state_dict() if swa is not None else None,
             "taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
                          "class_names": converter.class_names},
             "model_config": {k: model_cfg[k] for k in ckpt.MODEL_IDENTITY_KEYS},
             "accumulate_grad": accumulate,
-            "counters": {"nonfinite_total": trainer.nonfinite_total, "nonfinite_in_a_row": trainer.nonfinite_in_a_row,
-                         "overflow_total": trainer.overflow_total, "bad_sample_total": trainer.bad_sample_total},
         }
 
-    # Order matters at the end of training: SWA statistics, then validation, then the final
-    # checkpoint, and the logging hook (which closes TensorBoard) last.
-    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, num_classes=num_classes,
-                               enabled=dist.is_main)
-    hooks: list[Hook] = [StopOnSignalHook()]
+    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, validation, the final checkpoint,
+    # training mIoU, the config's hooks, extra_hooks, and the logging hook (which closes TensorBoard) last.
+    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main)
+    hooks: list[Hook] = [LRScheduleHook(scheduler=scheduler, swa=swa)]
     if swa is not None:
-        hooks.append(SWAFinalizeHook(swa, loader_factory=lambda: iter(loader_for_bn(multi, sampler, cfg))))
+        hooks.append(SWAHook(swa=swa, bn_loader=lambda: iter(loader_for_bn(multi, sampler, cfg)),
+                             bn_forward=lambda model, batch: averaged.predict_logits(batch["image"]),
+                             bn_batches=SWA_BN_BATCHES))
+    hooks.append(StopOnSignalHook())
     validation = ValidationHook(evaluate=evaluate, interval=cfg.data.val.interval, logging_hook=logging_hook) \
         if val_sets else None
     if validation is not None:
         hooks.append(validation)
     hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
                                 keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
+    hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index, enabled=dist.is_main))
+    hooks += config_hooks + list(extra_hooks)
     hooks.append(logging_hook)
-    hooks += list(extra_hooks)
     batches = iter(loader)
-    trainer = Trainer(model=train_model, loss_set=loss_set.to(dist.device), optimizer=optimizer, scheduler=scheduler,
-                      batches=batches, start_iter=start_iter, max_iters=max_iters, device=dist.device, amp=amp,
-                      scaler=scaler, num_classes=num_classes, ignore_index=converter.ignore_index,
-                      partial_target_sets=converter.partial_target_sets(),
-                      accumulate_grad=accumulate, clip_grad=to_plain(cfg.clip_grad),
-                      max_nonfinite_steps=cfg.train.max_nonfinite_steps, channels_last=cfg.train.channels_last,
-                      norm_eval=cfg.train.norm_eval, swa=swa, hooks=hooks,
-                      mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std),
-                      dataset_loss_interval=max(1, cfg.train.log_interval) if dist.is_main else 0)
-    for name, value in restored_counters.items():  # fault counts carry over a resume
-        setattr(trainer, name, value)
+    trainer = Trainer(model=train_model, batches=batches, optimizer=optimizer, max_iters=max_iters,
+                      accumulate_grad=accumulate, clip_grad=check_clip_cfg(cfg.clip_grad), amp=amp, scaler=scaler,
+                      max_nonfinite_steps=cfg.train.max_nonfinite_steps, hooks=hooks)
+    if resumed is not None:  # the iteration, fault counts and hook states (schedule, SWA) carry over a resume
+        trainer.load_state_dict({"iteration": resumed["iteration"], "counters": resumed.get("counters", {}),
+                                 "hooks": resumed.get("hooks") or legacy_hook_states(resumed)})
     try:
         trainer.train()
     finally:
@@ -261,7 +254,7 @@ def data_requests(cfg: DictConfig) -> list[SplitRequest]:
 def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:
     names = validation_names(cfg)
     transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
-                             std=tuple(cfg.data.augmentation.std))
+                             std=tuple(cfg.data.augmentation.std), normalize=False)  # the Segmentor normalises
     return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,
                                                     transform=transform, on_bad_sample=cfg.data.on_bad_sample,
                                                     label_source=cfg.data.label_source,
@@ -276,31 +269,11 @@ def loader_for_bn(multi: MultiDataset, sampler, cfg: DictConfig):
                                        worker_init_fn=ignore_stop_signals if cfg.data.num_workers else None)
 
 
-class SWAFinalizeHook(Hook):
-    """At the end of a finished run, recompute the SWA model's batch-norm statistics (before validation)."""
-
-    def __init__(self, swa, loader_factory):
-        self.swa = swa
-        self.loader_factory = loader_factory
-
-    def after_train(self, trainer) -> None:
-        if trainer.finished:
-            def forward(model, batch):
-                model(trainer.prepare_images(batch["image"]))
-
-            used = self.swa.finalize(self.loader_factory(), max_batches=SWA_BN_BATCHES, forward=forward)
-            if torch.distributed.is_available() and torch.distributed.is_initialized():
-                # each rank saw its own batches: use rank 0's statistics everywhere, as final.pth holds them
-                for buffer in self.swa.averaged_module.buffers():
-                    torch.distributed.broadcast(buffer, src=0)
-            logger.info("SWA: averaged %d iterations; batch-norm statistics recomputed over %d batches",
-                        self.swa.num_averaged, used)
-
-
-def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sampler, converter, model_cfg,
-            work_dir: Path, dist: DistContext) -> tuple[int, dict]:
-    """Resume (everything) or load_from (weights only); returns the iteration to start from and the
-    trainer's fault counters to carry on with."""
+def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter, model_cfg,
+            work_dir: Path, dist: DistContext) -> dict | None:
+    """Resume: load the weights, optimizer, scaler, data position and random state, and return the
+    checkpoint (its iteration, counters and hook states are the trainer's to load). load_from: the
+    weights only, and None; neither: None."""
     resume = cfg.train.resume
     path = None
     if resume == "auto":
@@ -317,24 +290,21 @@ def restore(cfg: DictConfig, *, model, optimizer, scheduler, scaler, swa, sample
             raise ckpt.CheckpointError(
                 f"{path} was trained with train.accumulate_grad={saved_accumulate}, this run sets "
                 f"{cfg.train.accumulate_grad}; resume with the same value (or start anew with train.load_from)")
-        unwrap(model).load_state_dict(state["model"])
+        segmentor.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        load_scheduler_state(scheduler, state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         sampler.load_state_dict(state["sampler"])
-        if swa is not None and state.get("swa") is not None:
-            swa.load_state_dict(state["swa"])
         ckpt.set_rng_state(state["rng"])
         if dist.distributed:  # the saved state is rank 0's: give each rank its own stream again
             torch.manual_seed(cfg.train.seed + dist.rank + 100003 * int(state["iteration"]))
         logger.info("resumed from %s at iteration %d", path, state["iteration"])
-        return int(state["iteration"]), dict(state.get("counters", {}))
+        return state
     if cfg.train.load_from:
         state = ckpt.load_checkpoint(cfg.train.load_from)
         ckpt.check_compatible(state, path=cfg.train.load_from, **identity)
-        unwrap(model).load_state_dict(state["model"])
+        segmentor.load_state_dict(state["model"])
         logger.info("loaded weights from %s (fresh optimizer and schedule)", cfg.train.load_from)
-    return 0, {}
+    return None
 
 
 __all__ = ["run_training", "TrainingError"]

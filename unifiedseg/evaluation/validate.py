@@ -17,8 +17,9 @@ from unifiedseg.utils.precision import autocast
 def validate(model, datasets: dict, *, num_classes: int, device: torch.device, amp: str = "off",
              rank: int = 0, world_size: int = 1, max_images: int | None = None, ignore_index: int = IGNORE_INDEX,
              progress: bool = False) -> dict[str, ConfusionMatrix]:
-    """{dataset: ConfusionMatrix} over each dataset's items (image, label in the model's label space,
-    whose ignore label is `ignore_index`)."""
+    """{dataset: ConfusionMatrix} over each dataset's items (image uint8 or float 0-255, label in the
+    model's label space, whose ignore label is `ignore_index`). `model` is a Segmentor
+    (unifiedseg.models.segmentor): it normalises the image and gives logits at its size."""
     was_training = model.training
     model.eval()
     results = {}
@@ -29,11 +30,8 @@ def validate(model, datasets: dict, *, num_classes: int, device: torch.device, a
             for index in tqdm(range(rank, count, world_size), desc=f"validate {name}", unit="img",
                               disable=not progress, leave=False):
                 item = dataset[index]
-                image = item["image"].unsqueeze(0).to(device)
-                if image.dtype == torch.uint8:
-                    image = image.float()
                 with autocast(device, amp):
-                    logits = model(image)["logits"]
+                    logits = model.predict_logits(item["image"].unsqueeze(0))
                 label = item["label"].to(device)
                 matrix.update(logits.argmax(1)[0], label)
             results[name] = matrix.merge() if world_size > 1 else matrix

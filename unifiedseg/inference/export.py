@@ -3,14 +3,17 @@
 The exported module (`ProbabilityModel`) takes a float32 (N, 3, H, W) batch of RGB images with values
 0-255 and returns (N, C, H, W) float32 class probabilities; argmax over dim 1 gives the labels. Inside:
 
-1. normalisation with the training mean and std;
-2. padding (bottom/right, zeros = the mean colour) to the model's `size_multiple` (HRNet's coarsest
-   stride): HRNet pads itself, but through a Python branch that a trace would freeze at the example's
-   size, while this padding is traced as arithmetic on the input's size, so any H x W works;
-3. the model's logits, upsampled to `logits_stride` x their size and cropped to H x W, then softmax
-   over the classes -- the same probabilities as `unifiedseg.inference` in whole-image mode;
-4. with `test_matrix` (T, C) folded in: test-class probabilities `test_matrix @ probs` (MSeg's
+1. the Segmentor's `predict_logits` (unifiedseg/models/segmentor.py), as in training and inference:
+   normalisation with the training mean and std, padding (bottom/right, zeros = the mean colour) to
+   the network's `size_multiple` (HRNet's coarsest stride: HRNet pads itself, but through a Python
+   branch that a trace would freeze at the example's size, while the Segmentor's padding is traced as
+   arithmetic on the input's size, so any H x W works), and the logits upsampled to `logits_stride` x
+   their size and cropped to H x W;
+2. softmax over the classes -- the same probabilities as `unifiedseg.inference` in whole-image mode;
+3. with `test_matrix` (T, C) folded in: test-class probabilities `test_matrix @ probs` (MSeg's
    zero-shot mapping; `TaxonomyConverter.test_matrix`), so C becomes T.
+
+`model` is a Segmentor, or a bare network with `mean` and `std` (wrapped in a Segmentor here).
 
 `dynamic=True` (the default) exports symbolic batch, height and width; `dynamic=False` fixes H x W to
 the example's (batch stays dynamic), for runtimes that want static shapes; the TorchScript module then
@@ -44,6 +47,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unifiedseg.models.segmentor import Segmentor
 from unifiedseg.utils.fileio import atomic_write
 
 logger = logging.getLogger("unifiedseg")
@@ -60,39 +64,34 @@ class ExportError(RuntimeError):
     """The model could not be exported, or the exported file does not reproduce PyTorch's output."""
 
 
+def as_segmentor(model: nn.Module, mean: Sequence[float] | None, std: Sequence[float] | None) -> Segmentor:
+    """A Segmentor as it is (then mean and std must be None: it has its own), or a bare network wrapped in
+    one with `mean` / `std` (None: the network gets the 0-255 values unchanged)."""
+    if isinstance(model, Segmentor):
+        if mean is not None or std is not None:
+            raise ValueError("a Segmentor normalises with its own mean and std; pass mean/std only with a bare network")
+        return model
+    return Segmentor(network=model, mean=list(mean) if mean is not None else [0.0] * 3,
+                     std=list(std) if std is not None else [1.0] * 3)
+
+
 class ProbabilityModel(nn.Module):
     """RGB images (N, 3, H, W), values 0-255 -> probabilities (N, C, H, W); see the module docstring."""
 
     def __init__(self, model: nn.Module, *, mean: Sequence[float] | None = None, std: Sequence[float] | None = None,
                  test_matrix: torch.Tensor | None = None) -> None:
         super().__init__()
-        self.model = model
-        self.size_multiple = int(getattr(model, "size_multiple", 1))
-        self.logits_stride = int(getattr(model, "logits_stride", 1))
-        self.register_buffer("mean", torch.tensor(list(mean) if mean is not None else [0.0] * 3).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(list(std) if std is not None else [1.0] * 3).view(1, 3, 1, 1))
+        self.segmentor = as_segmentor(model, mean, std)
         if test_matrix is not None:
             test_matrix = torch.as_tensor(test_matrix, dtype=torch.float32)
-            num_classes = getattr(model, "num_classes", None)
+            num_classes = self.segmentor.num_classes
             if test_matrix.dim() != 2 or (num_classes is not None and test_matrix.shape[1] != num_classes):
                 raise ValueError(f"test_matrix must be (test classes, {num_classes}) for this model, "
                                  f"got shape {tuple(test_matrix.shape)}")
         self.register_buffer("test_matrix", test_matrix)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        height, width = images.shape[-2], images.shape[-1]
-        x = (images.float() - self.mean) / self.std
-        if self.size_multiple > 1:
-            # (m - h % m) % m: 0 when h is already a multiple; traced as arithmetic on the input's size
-            pad_bottom = (self.size_multiple - height % self.size_multiple) % self.size_multiple
-            pad_right = (self.size_multiple - width % self.size_multiple) % self.size_multiple
-            x = F.pad(x, (0, pad_right, 0, pad_bottom))
-        logits = self.model(x)["logits"]
-        if self.logits_stride > 1:  # logit cell i covers pixels [i s, (i + 1) s), as in unifiedseg.inference
-            logits = F.interpolate(logits, size=(logits.shape[-2] * self.logits_stride,
-                                                 logits.shape[-1] * self.logits_stride),
-                                   mode="bilinear", align_corners=False)
-        probs = logits[..., :height, :width].float().softmax(dim=1)
+        probs = self.segmentor.predict_logits(images.float()).float().softmax(dim=1)
         if self.test_matrix is not None:
             # a 1x1 convolution is test_matrix @ probs at every pixel; written as an einsum it makes
             # the dynamo exporter freeze the batch size into HRNet's resize nodes
@@ -173,7 +172,8 @@ def _quiet_export_warnings():
 def _metadata(class_names: Sequence[str] | None, wrapper: ProbabilityModel, dynamic: bool) -> dict:
     return {"input": f"{INPUT_NAME}: float32 (N, 3, H, W) RGB 0-255", "output": f"{OUTPUT_NAME}: (N, C, H, W) probabilities",
             "class_names": list(class_names) if class_names is not None else None,
-            "mean": wrapper.mean.flatten().tolist(), "std": wrapper.std.flatten().tolist(), "dynamic_size": dynamic}
+            "mean": wrapper.segmentor.mean.flatten().tolist(), "std": wrapper.segmentor.std.flatten().tolist(),
+            "dynamic_size": dynamic}
 
 
 def _compare(run, wrapper: ProbabilityModel, inputs: list[torch.Tensor], atol: float, what: str) -> list:
@@ -208,7 +208,8 @@ def export_torchscript(model: nn.Module, path, *, example: torch.Tensor, test_ma
                        atol: float = DEFAULT_ATOL) -> ExportReport:
     """Trace `ProbabilityModel(model, ...)` on `example` and save it with torch.jit.save; see the module docstring.
 
-    `mean` / `std` are the training normalisation (None: the model gets the 0-255 values unchanged).
+    `model` is a Segmentor, or a bare network with `mean` / `std`, the training normalisation (None: the
+    network gets the 0-255 values unchanged).
     """
     path = Path(path)
     wrapper, example, was_training = _prepare(model, example, mean, std, test_matrix)

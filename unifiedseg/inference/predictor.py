@@ -13,7 +13,8 @@ Returns (a `Prediction`, a named tuple):
 - `.confidence`: (H, W) float32, the largest probability per pixel, computed when asked for.
 
 The config is the training config (a path or a loaded DictConfig): it names the taxonomy, the training
-datasets and the model, and gives the normalisation (data.augmentation.mean / std) and, for
+datasets and the model, and gives the normalisation (data.augmentation.mean / std: each model is a
+`Segmentor`, unifiedseg/models/segmentor.py, which normalises and gives logits at the input size) and, for
 mode="slide" without crop_size, the crop (data.augmentation.crop_size). The label space and the model
 are rebuilt exactly as training builds them (unifiedseg.config.builders), so the label space's
 fingerprint is the one the checkpoint stores; a checkpoint of another taxonomy or model is refused
@@ -51,6 +52,7 @@ from unifiedseg.config.builders import build_model_for, training_converter
 from unifiedseg.constants import label_dtype
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.inference.tiling import InferenceSettings, predict_probs
+from unifiedseg.models.segmentor import Segmentor
 from unifiedseg.taxonomy import build_converter
 from unifiedseg.utils.plain import to_plain
 from unifiedseg.utils.precision import AMP_MODES, autocast
@@ -127,12 +129,14 @@ def output_mapping(cfg: DictConfig, converter, output_dataset: str | None) -> tu
     return with_test.test_matrix(output_dataset), with_test.dataset_class_names(output_dataset)
 
 
-def load_model(cfg: DictConfig, state: dict, path: str, num_classes: int) -> tuple[torch.nn.Module, dict]:
-    """Build the config's model (without its pretrained backbone file) and load the checkpoint's weights."""
+def load_model(cfg: DictConfig, state: dict, path: str, num_classes: int) -> tuple[Segmentor, dict]:
+    """Build the config's model (without its pretrained backbone file) and load the checkpoint's weights;
+    returned as a Segmentor in eval mode, with the config's normalisation."""
     inference_cfg = copy.deepcopy(cfg)
     if "pretrained" in inference_cfg.model:
         inference_cfg.model.pretrained = None  # the checkpoint holds every weight
-    model, model_cfg = build_model_for(inference_cfg, num_classes)
+    network, model_cfg = build_model_for(inference_cfg, num_classes)
+    model = Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std))
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
@@ -182,10 +186,7 @@ class Predictor:
             model, _ = load_model(cfg, state, path, self.converter.num_classes)
             self.models.append(model.to(self.device))
             del state
-        self.logits_stride = int(getattr(self.models[0], "logits_stride", 1))
         self.test_matrix = test_matrix.to(self.device) if test_matrix is not None else None
-        self.mean = torch.tensor(list(cfg.data.augmentation.mean), dtype=torch.float32, device=self.device).view(3, 1, 1)
-        self.std = torch.tensor(list(cfg.data.augmentation.std), dtype=torch.float32, device=self.device).view(3, 1, 1)
 
     @property
     def num_classes(self) -> int:
@@ -196,10 +197,10 @@ class Predictor:
         """Network inputs one image of this size costs (all models of an ensemble together)."""
         return self.settings.forward_passes(image_hw) * len(self.models)
 
-    def _forward(self, model):
-        def forward(images: torch.Tensor) -> torch.Tensor:
+    def _forward(self, model: Segmentor):
+        def forward(normalised: torch.Tensor) -> torch.Tensor:
             with autocast(self.device, self.amp):
-                return model(images)["logits"]
+                return model.predict_logits(normalised, normalized=True)
         return forward
 
     @torch.inference_mode()
@@ -213,12 +214,11 @@ class Predictor:
                              f"image[..., ::-1])")
         if image.shape[0] == 0 or image.shape[1] == 0:
             raise ValueError(f"image is empty: shape {image.shape}")
-        chw = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1).float()
-        normalised = (chw - self.mean) / self.std
+        chw = torch.from_numpy(np.ascontiguousarray(image)).to(self.device).permute(2, 0, 1)
         probs = None
         for model in self.models:
-            model_probs = predict_probs(self._forward(model), normalised, self.settings,
-                                        logits_stride=self.logits_stride)
+            # normalised once per model (scales, flips and tiles are cut from it; "mean" padding is 0)
+            model_probs = predict_probs(self._forward(model), model.normalize(chw), self.settings)
             probs = model_probs if probs is None else probs.add_(model_probs)
         if len(self.models) > 1:
             probs /= len(self.models)

@@ -3,7 +3,9 @@ sliding window, over one or several scales, optionally with a horizontal flip.
 
 Everything here is a plain function on tensors, so it runs on a real model as well as on a fake one
 (tests use models whose logits encode pixel positions). `forward` takes a normalised (N, 3, h, w)
-float batch and returns (N, C, ceil(h / logits_stride), ceil(w / logits_stride)) logits.
+float batch and returns (N, C, h, w) logits at its size: a Segmentor's
+`predict_logits(images, normalized=True)`, which pads and upsamples around the network (nothing here
+resizes logits).
 
 The pipeline for an image of size H x W (`predict_probs`):
 
@@ -253,29 +255,17 @@ def softmax_rows_(x: torch.Tensor, rows: int) -> torch.Tensor:
     return x
 
 
-def logits_to_probs(logits: torch.Tensor, hw: Sequence[int], *, logits_stride: int = 1,
-                    class_chunk: int = 32) -> torch.Tensor:
-    """(N, C, ceil(h / stride), ceil(w / stride)) logits of an (h, w) input -> (N, C, h, w) float32 probabilities.
-
-    Coarse logits are upsampled to stride x their size (cell i covers pixels [i s, (i + 1) s)) and
-    cropped to (h, w); then softmax.
-    """
+def logits_to_probs(logits: torch.Tensor, hw: Sequence[int], *, class_chunk: int = 32) -> torch.Tensor:
+    """(N, C, h, w) logits of an (h, w) input -> (N, C, h, w) float32 probabilities (softmax)."""
     h, w = hw
     if logits.dim() != 4:
         raise ValueError(f"forward must return (N, C, H, W) logits, got shape {tuple(logits.shape)}")
-    expected = (math.ceil(h / logits_stride), math.ceil(w / logits_stride))
-    if tuple(logits.shape[-2:]) != expected:
-        raise ValueError(f"logits of a {h}x{w} input are {tuple(logits.shape[-2:])}, expected {expected} "
-                         f"(ceil of the input size / logits_stride {logits_stride})")
-    n, c, lh, lw = logits.shape
+    if tuple(logits.shape[-2:]) != (h, w):
+        raise ValueError(f"logits of a {h}x{w} input are {tuple(logits.shape[-2:])}: forward must return logits at "
+                         f"the input size (a Segmentor's predict_logits)")
+    n, c = logits.shape[:2]
     probs = torch.empty(n, c, h, w, dtype=torch.float32, device=logits.device)
-    if logits_stride == 1:
-        probs.copy_(logits)
-    else:
-        full = (lh * logits_stride, lw * logits_stride)
-        for c0 in range(0, c, class_chunk):
-            part = F.interpolate(logits[:, c0:c0 + class_chunk].float(), size=full, mode="bilinear", align_corners=False)
-            probs[:, c0:c0 + class_chunk] = part[..., :h, :w]
+    probs.copy_(logits)
     # Blocks of rows holding about as many values as one upsampling chunk.
     return softmax_rows_(probs, rows=max(1, math.ceil(h * class_chunk / c)))
 
@@ -290,14 +280,14 @@ def confidence(probs: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------------------
 
 
-def whole_probs(forward: Forward, image: torch.Tensor, *, logits_stride: int = 1, class_chunk: int = 32) -> torch.Tensor:
+def whole_probs(forward: Forward, image: torch.Tensor, *, class_chunk: int = 32) -> torch.Tensor:
     """(3, h, w) normalised image -> (C, h, w) probabilities from one forward pass."""
     logits = forward(image.unsqueeze(0))
-    return logits_to_probs(logits, image.shape[-2:], logits_stride=logits_stride, class_chunk=class_chunk)[0]
+    return logits_to_probs(logits, image.shape[-2:], class_chunk=class_chunk)[0]
 
 
 def slide_probs(forward: Forward, image: torch.Tensor, *, crop_hw: Sequence[int], stride_hw: Sequence[int],
-                tile_batch: int = 4, window: str = "hann", pad_mode: str = "mean", logits_stride: int = 1,
+                tile_batch: int = 4, window: str = "hann", pad_mode: str = "mean",
                 class_chunk: int = 32) -> torch.Tensor:
     """(3, h, w) normalised image -> (C, h, w) probabilities blended from crop-sized tiles.
 
@@ -315,7 +305,7 @@ def slide_probs(forward: Forward, image: torch.Tensor, *, crop_hw: Sequence[int]
     for b0 in range(0, len(positions), tile_batch):
         batch = positions[b0:b0 + tile_batch]
         tiles = torch.cat([padded[..., y:y + ch, x:x + cw] for y, x in batch])
-        probs = logits_to_probs(forward(tiles), (ch, cw), logits_stride=logits_stride, class_chunk=class_chunk)
+        probs = logits_to_probs(forward(tiles), (ch, cw), class_chunk=class_chunk)
         if total is None:
             total = torch.zeros(probs.shape[1], ph, pw, device=image.device)
         for (y, x), tile in zip(batch, probs):
@@ -325,8 +315,7 @@ def slide_probs(forward: Forward, image: torch.Tensor, *, crop_hw: Sequence[int]
     return total[:, top:top + h, left:left + w]
 
 
-def predict_probs(forward: Forward, image: torch.Tensor, settings: InferenceSettings, *,
-                  logits_stride: int = 1) -> torch.Tensor:
+def predict_probs(forward: Forward, image: torch.Tensor, settings: InferenceSettings) -> torch.Tensor:
     """(3, H, W) normalised image -> (C, H, W) float32 probabilities, averaged over scales and flips.
 
     Each scale (and its mirror with `settings.flip`) is predicted whole or by tiles, its
@@ -337,12 +326,12 @@ def predict_probs(forward: Forward, image: torch.Tensor, settings: InferenceSett
     height, width = image.shape[-2:]
     if settings.mode == "whole":
         def one_pass(x):
-            return whole_probs(forward, x, logits_stride=logits_stride, class_chunk=settings.class_chunk)
+            return whole_probs(forward, x, class_chunk=settings.class_chunk)
     else:
         def one_pass(x):
             return slide_probs(forward, x, crop_hw=settings.crop_size, stride_hw=settings.stride,
                                tile_batch=settings.tile_batch, window=settings.window, pad_mode=settings.pad_mode,
-                               logits_stride=logits_stride, class_chunk=settings.class_chunk)
+                               class_chunk=settings.class_chunk)
     total = None
     passes = 0
     for size in settings.scaled_sizes((height, width)):

@@ -18,6 +18,11 @@ LovaszLoss class lists are checked against the model's number of classes when th
 `ignore_index` is the label space's ignore label (`TaxonomyConverter.ignore_index`: 255, or 65535
 for spaces of more than 255 classes): every loss and the sampler get it, and a config that sets
 another value is refused, since crops are padded with the space's ignore label.
+
+`check_loss_cfg(cfg)` holds the rules of the whole `loss` section that need no label space (keys,
+types, weights, names, each loss's and the sampler's own arguments, the form of a class-weight
+reference); the config loader runs it when a config loads. `build_losses` applies the same rules and
+those that need the label space (class counts, ignore label, the class-weight file itself).
 """
 
 from __future__ import annotations
@@ -38,9 +43,13 @@ from unifiedseg.losses.focal import FocalLoss
 from unifiedseg.losses.lovasz import LovaszLoss
 from unifiedseg.losses.ohem import OHEMPixelSampler
 from unifiedseg.losses.partial import PartialLabelLoss
-from unifiedseg.utils.checks import is_finite_number, is_int, is_number
+from unifiedseg.utils.checks import check_keys, is_finite_number, is_int, is_number
 from unifiedseg.utils.names import suggest
+from unifiedseg.utils.plain import to_plain
 
+# The keys of the `loss` config section; a missing loss_decode is plain cross-entropy.
+LOSS_SECTION_KEYS = ("loss_decode", "sampler")
+DEFAULT_LOSS_DECODE = {"type": "CrossEntropyLoss"}
 COMMON_KEYS = ("type", "loss_weight", "loss_name")
 LOSS_PREFIX = "loss"
 OHEM_KEPT = "ohem_kept"
@@ -118,8 +127,29 @@ class LossSet(nn.Module):
         return f"terms=[{terms}], sampler={self.sampler!r}"
 
 
+def check_loss_cfg(cfg) -> None:
+    """The rules of a `loss` section ({loss_decode, sampler}) that need no label space; errors name the
+    dotted key (loss.loss_decode[1].loss_weight, ...). The class-weight file a `PATH.json:METHOD` string
+    names is read when the losses are built (relative to the working directory then)."""
+    cfg = to_plain(cfg)
+    if not isinstance(cfg, dict):
+        raise LossConfigError(f"loss: must be a mapping with {', '.join(LOSS_SECTION_KEYS)}, got {cfg!r}")
+    check_keys(cfg, LOSS_SECTION_KEYS, "loss", error=LossConfigError)
+    first_use: dict[str, str] = {}
+    for path, entry in _entries(cfg.get("loss_decode", DEFAULT_LOSS_DECODE), "loss.loss_decode"):
+        loss_type, kwargs, name, _ = _check_entry(entry, path, first_use)
+        if isinstance(kwargs.get("class_weight"), str):
+            _class_weight_reference(kwargs["class_weight"], where=f"{path}.class_weight")
+            kwargs["class_weight"] = None  # the weights themselves are checked when the file is read
+        _construct(loss_type, kwargs, path, entry["type"])
+    sampler = cfg.get("sampler")
+    if sampler is not None:
+        sampler_class, kwargs = _check_sampler(sampler, "loss.sampler")
+        _construct(sampler_class, kwargs, "loss.sampler", sampler["type"])
+
+
 def build_losses(cfg, num_classes: int, *, sampler=None, ignore_index: int = IGNORE_INDEX,
-                 where: str = "loss_decode") -> LossSet:
+                 where: str = "loss.loss_decode") -> LossSet:
     """The LossSet for a `loss_decode` config (a mapping or a list of them) and an optional sampler config.
 
     `ignore_index`: the label space's ignore label (see the module docstring).
@@ -127,22 +157,10 @@ def build_losses(cfg, num_classes: int, *, sampler=None, ignore_index: int = IGN
     """
     if not is_int(num_classes) or num_classes < 1:
         raise LossConfigError(f"{where}: num_classes must be an integer >= 1, got {num_classes!r}")
-    if isinstance(cfg, Mapping):
-        entries = [(where, cfg)]
-    elif isinstance(cfg, Sequence) and not isinstance(cfg, (str, bytes)):
-        entries = [(f"{where}[{i}]", entry) for i, entry in enumerate(cfg)]
-        if not entries:
-            raise LossConfigError(f"{where}: an empty list; give at least one loss, e.g. {{type: CrossEntropyLoss}}")
-    else:
-        raise LossConfigError(f"{where}: expected a loss mapping or a list of them, got {type(cfg).__name__}")
     names, weights, losses = [], [], []
     first_use: dict[str, str] = {}
-    for path, entry in entries:
-        name, weight, loss = _build_one(entry, num_classes, ignore_index, path)
-        if name in first_use:
-            raise LossConfigError(f"{path}.loss_name: {name!r} is already the name of {first_use[name]}; "
-                                  f"loss names must be unique (set loss_name on one of them)")
-        first_use[name] = path
+    for path, entry in _entries(cfg, where):
+        name, weight, loss = _build_one(entry, num_classes, ignore_index, path, first_use)
         names.append(name)
         weights.append(weight)
         losses.append(loss)
@@ -157,26 +175,14 @@ def build_sampler(cfg, *, ignore_index: int = IGNORE_INDEX, where: str = "sample
     is the label space's ignore label."""
     if cfg is None:
         return None
-    if not isinstance(cfg, Mapping):
-        raise LossConfigError(f"{where}: expected a mapping like {{type: OHEMPixelSampler, thresh: 0.7}}, "
-                              f"got {type(cfg).__name__}")
-    sampler_class = _lookup_type(cfg, SAMPLER_TYPES, where, "sampler")
-    kwargs = _check_keys(cfg, sampler_class, ("type",), where)
+    sampler_class, kwargs = _check_sampler(cfg, where)
     _set_ignore_index(kwargs, ignore_index, where)
-    try:
-        return sampler_class(**kwargs)
-    except (ValueError, TypeError) as err:
-        raise LossConfigError(f"{where}: {err}") from err
+    return _construct(sampler_class, kwargs, where, cfg["type"])
 
 
 def read_class_weight(spec: str, *, where: str = "class_weight") -> list[float]:
     """The weights a `PATH.json:METHOD` string names, from a tools/dataset_stats.py JSON."""
-    path_text, sep, method = spec.rpartition(":")
-    if not sep or not path_text or method not in WEIGHT_METHODS:
-        raise LossConfigError(f"{where}: {spec!r} is not a class-weight file reference; write PATH.json:METHOD with "
-                              f"METHOD one of {', '.join(WEIGHT_METHODS)} (e.g. work_dirs/stats.json:median), "
-                              f"or give a list of numbers")
-    path = Path(path_text)
+    path, method = _class_weight_reference(spec, where=where)
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
@@ -208,26 +214,78 @@ def _set_ignore_index(kwargs: dict, ignore_index: int, path: str) -> None:
                               f"unlabeled pixels marked with it; drop the key")
 
 
-def _build_one(entry, num_classes: int, ignore_index: int, path: str) -> tuple[str, float, nn.Module]:
+def _class_weight_reference(spec: str, *, where: str) -> tuple[Path, str]:
+    """(file, method) of a `PATH.json:METHOD` class-weight reference."""
+    path_text, sep, method = spec.rpartition(":")
+    if not sep or not path_text or method not in WEIGHT_METHODS:
+        raise LossConfigError(f"{where}: {spec!r} is not a class-weight file reference; write PATH.json:METHOD with "
+                              f"METHOD one of {', '.join(WEIGHT_METHODS)} (e.g. work_dirs/stats.json:median), "
+                              f"or give a list of numbers")
+    return Path(path_text), method
+
+
+def _entries(cfg, where: str) -> list[tuple[str, Mapping]]:
+    """(config path, entry) of each loss of a `loss_decode` config: one mapping or a non-empty list of them."""
+    if isinstance(cfg, Mapping):
+        return [(where, cfg)]
+    if isinstance(cfg, Sequence) and not isinstance(cfg, (str, bytes)):
+        if not cfg:
+            raise LossConfigError(f"{where}: an empty list; give at least one loss, e.g. {{type: CrossEntropyLoss}}")
+        return [(f"{where}[{i}]", entry) for i, entry in enumerate(cfg)]
+    raise LossConfigError(f"{where}: must be a loss mapping or a list of them, got {cfg!r}")
+
+
+def _check_entry(entry, path: str, first_use: dict[str, str]) -> tuple[type, dict, str, float]:
+    """(loss class, constructor kwargs, name, weight) of one loss_decode entry; `first_use` collects the
+    names seen so far (each must be unique)."""
     if not isinstance(entry, Mapping):
-        raise LossConfigError(f"{path}: expected a mapping with a `type` key, got {type(entry).__name__}")
+        raise LossConfigError(f"{path}: must be a mapping with a `type` key, got {entry!r}")
     loss_type = _lookup_type(entry, {name: t.loss_class for name, t in LOSS_TYPES.items()}, path, "loss")
-    info = LOSS_TYPES[entry["type"]]
     kwargs = _check_keys(entry, loss_type, COMMON_KEYS, path)
-    _set_ignore_index(kwargs, ignore_index, path)
     weight = entry.get("loss_weight", 1.0)
     if not is_finite_number(weight) or weight < 0:
-        raise LossConfigError(f"{path}.loss_weight must be a finite number >= 0, got {weight!r}")
-    name = entry.get("loss_name", info.default_name)
+        raise LossConfigError(f"{path}.loss_weight: must be a finite number >= 0, got {weight!r}")
+    name = entry.get("loss_name", LOSS_TYPES[entry["type"]].default_name)
     if not isinstance(name, str) or not name.startswith(LOSS_PREFIX):
-        raise LossConfigError(f"{path}.loss_name must be a string starting with {LOSS_PREFIX!r} (the trainer sums only "
-                              f"those), got {name!r}")
+        raise LossConfigError(f"{path}.loss_name: must be a string starting with {LOSS_PREFIX!r} (the trainer sums "
+                              f"only those), got {name!r}")
+    if name in first_use:
+        raise LossConfigError(f"{path}.loss_name: {name!r} is already the name of {first_use[name]}; "
+                              f"loss names must be unique (set loss_name on one of them)")
+    first_use[name] = path
+    return loss_type, kwargs, name, float(weight)
+
+
+def _check_sampler(cfg, where: str) -> tuple[type, dict]:
+    if not isinstance(cfg, Mapping):
+        raise LossConfigError(f"{where}: must be a mapping like {{type: OHEMPixelSampler, thresh: 0.7}}, got {cfg!r}")
+    sampler_class = _lookup_type(cfg, SAMPLER_TYPES, where, "sampler")
+    return sampler_class, _check_keys(cfg, sampler_class, ("type",), where)
+
+
+def _construct(target: type, kwargs: dict, path: str, type_name: str):
+    """`target(**kwargs)`, its own argument errors placed under `path` (`path.smooth: must be > 0 (DiceLoss)`)."""
+    try:
+        return target(**kwargs)
+    except (ValueError, TypeError) as err:
+        message = str(err).removeprefix(f"{type_name}: ")
+        for key in kwargs:
+            if message.startswith(key) and message[len(key):len(key) + 1] in (" ", ":"):
+                detail = message[len(key):].removeprefix(":").strip()
+                raise LossConfigError(f"{path}.{key}: {detail} ({type_name})") from err
+        raise LossConfigError(f"{path}: {type_name}: {message}") from err
+
+
+def _build_one(entry, num_classes: int, ignore_index: int, path: str,
+               first_use: dict[str, str]) -> tuple[str, float, nn.Module]:
+    loss_type, kwargs, name, weight = _check_entry(entry, path, first_use)
+    _set_ignore_index(kwargs, ignore_index, path)
     if isinstance(kwargs.get("class_weight"), str):
         kwargs["class_weight"] = read_class_weight(kwargs["class_weight"], where=f"{path}.class_weight")
     for key in ("class_weight", "alpha"):
         value = kwargs.get(key)
         if isinstance(value, list) and len(value) != num_classes:
-            raise LossConfigError(f"{path}.{key} has {len(value)} values but the model has {num_classes} classes; "
+            raise LossConfigError(f"{path}.{key}: has {len(value)} values but the model has {num_classes} classes; "
                                   f"give one value per class")
     classes = kwargs.get("classes")
     if isinstance(classes, list):
@@ -235,11 +293,7 @@ def _build_one(entry, num_classes: int, ignore_index: int, path: str) -> tuple[s
         if outside:
             raise LossConfigError(f"{path}.classes: class ids {outside} are outside the model's {num_classes} "
                                   f"classes (0-{num_classes - 1})")
-    try:
-        loss = loss_type(**kwargs)
-    except (ValueError, TypeError) as err:
-        raise LossConfigError(f"{path}: {err}") from err
-    return name, float(weight), loss
+    return name, weight, _construct(loss_type, kwargs, path, entry["type"])
 
 
 def _lookup_type(cfg: Mapping, types: dict, path: str, what: str):
@@ -255,14 +309,6 @@ def _lookup_type(cfg: Mapping, types: dict, path: str, what: str):
 def _check_keys(cfg: Mapping, target: type, common: tuple[str, ...], path: str) -> dict:
     """The constructor keyword arguments in `cfg` (lists made plain); unknown keys raise."""
     own = [p.name for p in inspect.signature(target.__init__).parameters.values() if p.kind is p.KEYWORD_ONLY]
-    valid = list(common) + own
-    kwargs = {}
-    for key, value in cfg.items():
-        if key not in valid:
-            raise LossConfigError(f"{path}: unknown key {key!r} for {cfg['type']}; valid keys: {', '.join(valid)}"
-                                  f"{suggest(str(key), valid)}")
-        if key in own:
-            # config lists (omegaconf ListConfig, tuples) become plain lists
-            is_list = isinstance(value, Sequence) and not isinstance(value, (str, bytes))
-            kwargs[key] = list(value) if is_list else value
-    return kwargs
+    check_keys(cfg, list(common) + own, path, note=f" for {cfg['type']}", error=LossConfigError)
+    # config lists (omegaconf ListConfig, tuples) become plain lists
+    return {key: to_plain(value) for key, value in cfg.items() if key in own}

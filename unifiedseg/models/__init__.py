@@ -1,33 +1,49 @@
-"""Segmentation models (HRNetV2, PSPNet) on timm backbones, their construction and pretrained backbone loading.
+"""Segmentation models (HRNetV2, PSPNet) on timm backbones, the Segmentor around them, their construction
+and pretrained backbone loading.
 
-The contract the trainer relies on (models hold no loss):
+The `Segmentor` (`segmentor`) is what training, validation, inference and export use: it normalises pixels,
+pads and resizes around the network, and computes the losses; see unifiedseg/models/segmentor.py.
 
-- `outputs = model(images)` with images (N, 3, H, W) returns a dict:
-  - `"logits"`: (N, num_classes, H', W') raw class scores, where H' = ceil(H / model.logits_stride) and
-    W' likewise. `model.logits_stride` is 1 (logits at the input resolution) for HRNet and for PSPNet
-    with its default zoom_factor (= output_stride, MSeg's zoom_factor 8); PSPNet with a smaller
-    zoom_factor gives coarser logits, and the trainer must then resize labels (nearest) or refuse.
-  - `"aux_logits"`: same shape, only in training mode and only when `model.aux_weight > 0` (PSPNet's
+The network contract the Segmentor relies on (networks hold no loss and no normalisation):
+
+- `outputs = network(images)` with normalised images (N, 3, H, W) returns a dict:
+  - `"logits"`: (N, num_classes, H', W') raw class scores, where H' = ceil(H / network.logits_stride) and
+    W' likewise. `logits_stride` is 1 (logits at the input resolution) for HRNet and for PSPNet with its
+    default zoom_factor (= output_stride, MSeg's zoom_factor 8); PSPNet with a smaller zoom_factor gives
+    coarser logits, which the Segmentor upsamples.
+  - `"aux_logits"`: same shape, only in training mode and only when `aux_weight > 0` (PSPNet's
     auxiliary FCN head on layer3). In eval mode the dict holds `"logits"` only.
-- `model.aux_weight` (float): the weight of the auxiliary loss; the trainer computes
-  `loss = loss_fn(logits, labels) + model.aux_weight * loss_fn(aux_logits, labels)` with the loss set of
-  `unifiedseg.losses`. It is 0.0 for HRNet.
-- `model.backbone` is a timm features_only model; `model.backbone.feature_info.channels()` and
-  `.reduction()` describe what it returns (HRNet: the four branches at strides 4, 8, 16, 32; PSPNet:
-  layer3 and layer4 at the output stride).
-- `model.pretrained_report` (set by `build_model`): the `PretrainedLoadReport` of the backbone weights,
+- `network.aux_weight` (float): the weight of the auxiliary loss (0.0 for HRNet); `network.num_classes`.
+- optional `network.logits_stride` (default 1) and `network.size_multiple` (default 1: input sides the
+  network needs to divide by; HRNet: 32, the Segmentor pads to it).
+- `network.backbone` meets the backbone contract of unifiedseg/models/backbones.py (timm's feature_info:
+  the channels and strides of the features it returns); heads read nothing else of it, and a backbone
+  family registered there plugs into a network type listed in its `backbone_families`.
+- `network.pretrained_report` (set by `build_model`): the `PretrainedLoadReport` of the backbone weights,
   or None when the config has no `pretrained` file.
 
-Modules: `hrnet` (HRNetV2Seg), `pspnet` (PSPNet), `pretrained` (load_pretrained), `build` (build_model,
-convert_sync_batchnorm), `checks` (argument checks shared by the models).
+Modules: `segmentor` (Segmentor), `backbones` (the backbone contract and families), `hrnet` (HRNetV2Seg),
+`pspnet` (PSPNet), `pretrained` (load_pretrained), `build` (build_model, convert_sync_batchnorm),
+`checks` (argument checks shared by the models).
 """
 
+from unifiedseg.models.backbones import (BACKBONE_FAMILIES, BackboneFamily, FeatureInfo,
+                                         check_feature_info, register_backbone_family)
 from unifiedseg.models.build import ModelConfigError, build_model, convert_sync_batchnorm
 from unifiedseg.models.hrnet import HRNetV2Seg
 from unifiedseg.models.pretrained import PretrainedLoadError, PretrainedLoadReport, ShapeMismatch, load_pretrained
 from unifiedseg.models.pspnet import PSPNet
+from unifiedseg.models.segmentor import Segmentor, is_loss_name, total_loss
 
 __all__ = [
+    "BACKBONE_FAMILIES",
+    "BackboneFamily",
+    "FeatureInfo",
+    "Segmentor",
+    "check_feature_info",
+    "is_loss_name",
+    "register_backbone_family",
+    "total_loss",
     "HRNetV2Seg",
     "ModelConfigError",
     "PSPNet",

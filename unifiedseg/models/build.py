@@ -13,6 +13,8 @@
       ppm_bins: [1, 2, 3, 6]
 
 An unknown type or key is an error that names it and lists the valid ones; so is a bad value.
+`check_model_cfg` holds these rules without building anything (the config loader runs it when a config
+loads); `build_model` applies them and builds.
 """
 
 from __future__ import annotations
@@ -27,8 +29,7 @@ from torch import nn
 from unifiedseg.models.hrnet import HRNetV2Seg
 from unifiedseg.models.pretrained import load_pretrained
 from unifiedseg.models.pspnet import PSPNet
-from unifiedseg.utils.checks import is_int
-from unifiedseg.utils.names import suggest
+from unifiedseg.utils.checks import check_choice, check_keys, is_int, keyed
 from unifiedseg.utils.plain import to_plain
 
 logger = logging.getLogger(__name__)
@@ -40,57 +41,63 @@ MODEL_TYPES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "hrnet": (HRNetV2Seg, ("aux_weight",)),
     "pspnet": (PSPNet, ("aux_weight", "output_stride", "zoom_factor", "ppm_bins")),
 }
+# Every key a `model` section may hold, whatever its type (for suggestions across sections).
+MODEL_KEYS = REQUIRED_KEYS + COMMON_OPTIONAL_KEYS + tuple(dict.fromkeys(k for _, keys in MODEL_TYPES.values() for k in keys))
 
 
 class ModelConfigError(ValueError):
     """The `model` config section is wrong; the message names the key and lists the valid options."""
 
 
-def _did_you_mean(name: str, candidates: list[str]) -> str:
-    """` (did you mean 'x'?)` for the closest candidate, or an empty string."""
-    hint = suggest(name, candidates)
-    return f" ({hint.removeprefix('; ')})" if hint else ""
-
-
-def build_model(cfg: Mapping[str, Any]) -> nn.Module:
-    """The model described by `cfg` (a dict or OmegaConf DictConfig), with backbone weights loaded if asked.
-
-    The pretrained load report is kept as `model.pretrained_report` (None without `pretrained`).
-    """
-    if not isinstance(cfg, Mapping):
-        raise ModelConfigError(f"model config must be a mapping with keys {', '.join(REQUIRED_KEYS)}, got {type(cfg).__name__}")
+def check_model_cfg(cfg: Mapping[str, Any]) -> None:
+    """The rules of a `model` section, without building the network: type, keys, pretrained, and the model
+    class's own argument rules (backbone among timm's models of the family, dropout, ...). num_classes may
+    be absent (it is set from the taxonomy when the model is built). Errors name the dotted key."""
+    cfg = to_plain(cfg)
+    if not isinstance(cfg, dict):
+        raise ModelConfigError(f"model: must be a mapping with keys {', '.join(REQUIRED_KEYS)}, got {cfg!r}")
     if "type" not in cfg:
-        raise ModelConfigError(f"model config lacks the key 'type'; valid types: {', '.join(MODEL_TYPES)}")
-    model_type = cfg["type"]
-    if not isinstance(model_type, str) or model_type not in MODEL_TYPES:
-        hint = _did_you_mean(model_type, list(MODEL_TYPES)) if isinstance(model_type, str) else ""
-        raise ModelConfigError(f"model.type {model_type!r} is unknown{hint}; valid types: {', '.join(MODEL_TYPES)}")
-    missing = [key for key in REQUIRED_KEYS if key not in cfg]
-    if missing:
-        raise ModelConfigError(f"model config lacks required key(s) {', '.join(missing)}; required: {', '.join(REQUIRED_KEYS)}")
+        raise ModelConfigError(f"model: missing key 'type' (valid types: {', '.join(MODEL_TYPES)})")
+    model_type = check_choice(cfg["type"], "model.type", list(MODEL_TYPES), error=ModelConfigError)
     model_class, type_keys = MODEL_TYPES[model_type]
     valid_keys = REQUIRED_KEYS + COMMON_OPTIONAL_KEYS + type_keys
-    unknown = [str(key) for key in cfg if key not in valid_keys]
-    if unknown:
-        described = [repr(key) + _did_you_mean(key, list(valid_keys)) for key in unknown]
-        raise ModelConfigError(
-            f"model config key(s) not valid for type {model_type!r}: {', '.join(described)}; "
-            f"valid keys: {', '.join(valid_keys)}"
-        )
-
+    check_keys(cfg, valid_keys, "model", note=f" for type {model_type}", error=ModelConfigError)
+    if "backbone" not in cfg:
+        raise ModelConfigError("model: missing key 'backbone' (a timm model name of the type's family)")
     pretrained = cfg.get("pretrained")
     if pretrained is not None and (not isinstance(pretrained, (str, os.PathLike)) or str(pretrained) == ""):
-        raise ModelConfigError(f"model.pretrained must be a file path or null, got {pretrained!r}")
-    kwargs = {key: to_plain(cfg[key]) for key in cfg if key not in ("type", "pretrained")}
+        raise ModelConfigError(f"model.pretrained: must be a file path or null, got {pretrained!r}")
+    kwargs = {key: value for key, value in cfg.items() if key not in ("type", "pretrained")}
     if model_type == "hrnet":
         # HRNetV2 has no auxiliary head; accept MSeg-style configs that say so with aux_weight 0.
         aux_weight = kwargs.pop("aux_weight", 0)
         if aux_weight != 0:
-            raise ModelConfigError(f"model.aux_weight is {aux_weight!r}, but type 'hrnet' has no auxiliary head; set it to 0 or remove it")
+            raise ModelConfigError(f"model.aux_weight: is {aux_weight!r}, but type 'hrnet' has no auxiliary head; "
+                                   f"set it to 0 or remove it")
+    kwargs.setdefault("num_classes", 1)  # not known yet: any valid count checks the other arguments
+    try:
+        model_class.check_args(**kwargs)
+    except ValueError as err:
+        raise keyed(err, "model", list(kwargs), error=ModelConfigError) from None
+
+
+def build_model(cfg: Mapping[str, Any]) -> nn.Module:
+    """The model described by `cfg` (a dict or OmegaConf DictConfig; num_classes required), with backbone
+    weights loaded if asked. The pretrained load report is kept as `model.pretrained_report` (None without
+    `pretrained`)."""
+    check_model_cfg(cfg)
+    if "num_classes" not in cfg:
+        raise ModelConfigError("model: missing key 'num_classes' (the training taxonomy's class count)")
+    model_type = cfg["type"]
+    model_class, _ = MODEL_TYPES[model_type]
+    pretrained = cfg.get("pretrained")
+    kwargs = {key: to_plain(cfg[key]) for key in cfg if key not in ("type", "pretrained")}
+    if model_type == "hrnet":
+        kwargs.pop("aux_weight", None)  # 0 (check_model_cfg)
     try:
         model = model_class(**kwargs)
     except ValueError as err:
-        raise ModelConfigError(f"model config (type {model_type!r}): {err}") from err
+        raise keyed(err, "model", list(kwargs), error=ModelConfigError) from None
 
     model.pretrained_report = None
     if pretrained is not None:

@@ -13,12 +13,12 @@ def check_common_args(*, backbone: str, valid_backbones: list[str], num_classes:
     """Refuse an unknown backbone, a class count no label map holds, or a dropout outside [0, 1)."""
     if backbone not in valid_backbones:
         hint = suggest(backbone, valid_backbones) if isinstance(backbone, str) else ""
-        raise ValueError(f"backbone {backbone!r} is not a {family} backbone{hint}; valid: {', '.join(valid_backbones)}")
+        raise ValueError(f"backbone: {backbone!r} is not a {family} backbone{hint}; valid: {', '.join(valid_backbones)}")
     if not is_int(num_classes) or not 1 <= num_classes <= MAX_WIDE_CLASSES:
-        raise ValueError(f"num_classes must be an integer in [1, {MAX_WIDE_CLASSES}] (what a uint16 label map holds), "
+        raise ValueError(f"num_classes: must be an integer in [1, {MAX_WIDE_CLASSES}] (what a uint16 label map holds), "
                          f"got {num_classes!r}")
     if not is_number(dropout) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"dropout must be a number in [0, 1), got {dropout!r}")
+        raise ValueError(f"dropout: must be a number in [0, 1), got {dropout!r}")
 
 
 def check_images(images: torch.Tensor) -> None:

@@ -1,12 +1,11 @@
 """HRNetV2 semantic segmentation model (as in HRNet-Semantic-Segmentation and MSeg) on a timm HRNet backbone.
 
-The backbone is `timm.create_model(name, features_only=True, feature_location='', out_indices=(1, 2, 3, 4))`:
-`feature_location=''` gives the plain branch outputs of the last stage (e.g. hrnet_w48: 48, 96, 192, 384
-channels at strides 4, 8, 16, 32) rather than timm's `'incre'` features (128..1024 channels through part of
-the classification head), and index 0 (the stride-2 stem) is left out.
+The backbone comes from a family of `backbone_families` (unifiedseg/models/backbones.py; built in: timm's
+HRNets, their four branch outputs, e.g. hrnet_w48: 48, 96, 192, 384 channels at strides 4, 8, 16, 32).
+The head reads only the backbone's declared features (`feature_channels`, `feature_strides`).
 
-Head (HRNetV2): the four branches are upsampled bilinearly to stride 4 and concatenated, then a
-1x1 conv-BN-ReLU keeps the channel count (sum of the branches, 720 for w48), optional dropout, and a
+Head (HRNetV2): every feature map is upsampled bilinearly to the first one's stride and concatenated, then
+a 1x1 conv-BN-ReLU keeps the channel count (sum of the branches, 720 for w48), optional dropout, and a
 1x1 classifier. Logits are upsampled bilinearly (align_corners=False) to the input size.
 
 timm's HRNet needs input sides divisible by 32; other sizes are zero-padded at the bottom/right and the
@@ -15,42 +14,41 @@ logits cropped back, so any input size works (MSeg trains HRNet on 713x713 crops
 
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unifiedseg.models.backbones import (build_backbone, families_named, family_display_name, feature_channels,
+                                         feature_strides, hrnet_backbone_names)
 from unifiedseg.models.checks import check_common_args, check_images
 
-# The timm feature indices of the four branch outputs (index 0 is the stride-2 stem).
-BRANCH_INDICES = (1, 2, 3, 4)
-
-
-def hrnet_backbone_names() -> list[str]:
-    """timm model names usable as an HRNet backbone."""
-    return timm.list_models(module="hrnet")
+__all__ = ["HRNetV2Seg", "hrnet_backbone_names"]
 
 
 class HRNetV2Seg(nn.Module):
     """HRNetV2: `forward(images) -> {"logits": (N, num_classes, H, W)}`. It has no auxiliary head."""
 
-    # Read by the trainer (see unifiedseg/models/__init__.py): no auxiliary loss, logits at input size.
+    # Read by the Segmentor (see unifiedseg/models/__init__.py): no auxiliary loss, logits at input size.
     aux_weight = 0.0
     logits_stride = 1
+    # Backbone families it takes (unifiedseg/models/backbones.py).
+    backbone_families = ("hrnet",)
+
+    @staticmethod
+    def check_args(*, backbone: str, num_classes: int, dropout: float = 0.0) -> None:
+        """The constructor's argument rules, without building anything; errors read `argument: what is wrong`."""
+        families = families_named(HRNetV2Seg.backbone_families)
+        check_common_args(backbone=backbone, valid_backbones=[n for f in families for n in f.names()],
+                          num_classes=num_classes, dropout=dropout, family=family_display_name(families))
 
     def __init__(self, *, backbone: str, num_classes: int, dropout: float = 0.0):
         super().__init__()
-        check_common_args(
-            backbone=backbone, valid_backbones=hrnet_backbone_names(), num_classes=num_classes, dropout=dropout, family="HRNet"
-        )
+        self.check_args(backbone=backbone, num_classes=num_classes, dropout=dropout)
         self.backbone_name = backbone
         self.num_classes = num_classes
-        # pretrained=False always: weights come from a local file through unifiedseg.models.pretrained.
-        self.backbone = timm.create_model(
-            backbone, pretrained=False, features_only=True, feature_location="", out_indices=BRANCH_INDICES
-        )
-        channels = sum(self.backbone.feature_info.channels())
-        self.size_multiple = max(self.backbone.feature_info.reduction())
+        self.backbone = build_backbone(backbone, families=families_named(self.backbone_families))
+        channels = sum(feature_channels(self.backbone))
+        self.size_multiple = max(feature_strides(self.backbone))
         self.fuse = nn.Sequential(
             nn.Conv2d(channels, channels, kernel_size=1, bias=False),
             nn.BatchNorm2d(channels),

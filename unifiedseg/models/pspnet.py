@@ -1,9 +1,11 @@
 """PSPNet (as in semseg / MSeg) on a dilated timm ResNet, with an optional auxiliary FCN head on layer3.
 
-Backbone: `timm.create_model(name, features_only=True, output_stride=8|16, out_indices=(3, 4))`, i.e. the
-outputs of layer3 (auxiliary head input) and layer4 (pyramid pooling input); timm dilates layer3/layer4
-instead of striding them, so both are at stride 8 (output_stride=8) or 16/16 (output_stride=16, only
-layer4 dilated). Any model of timm's ResNet family (resnet18..152, resnet50d, resnext, seresnet...) works.
+Backbone: from a family of `backbone_families` (unifiedseg/models/backbones.py), built with
+`output_stride`; the head reads only its declared features: the last one (pyramid pooling input, whose
+stride must be output_stride) and the second-to-last (auxiliary head input). Built in: timm's ResNets,
+layer3 and layer4, dilated instead of strided, so both are at stride 8 (output_stride=8) or 16/16
+(output_stride=16, only layer4 dilated). Any model of timm's ResNet family (resnet18..152, resnet50d,
+resnext, seresnet...) works.
 
 Head: pyramid pooling (average pooling to bins x bins for each bin in (1, 2, 3, 6), 1x1 conv-BN-ReLU to
 in_channels / len(bins) channels, bilinear upsampling back, concatenation with the input), then
@@ -27,25 +29,19 @@ All upsampling is bilinear with align_corners=False, so inputs need not be of si
 
 from __future__ import annotations
 
-import timm
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from unifiedseg.models.backbones import (build_backbone, families_named, family_display_name, feature_channels,
+                                         feature_strides, resnet_backbone_names)  # noqa: F401 (its old home)
 from unifiedseg.models.checks import check_common_args, check_images
 from unifiedseg.utils.checks import is_finite_number, is_int
 
-# timm ResNet feature indices: 3 = layer3 (auxiliary head), 4 = layer4 (pyramid pooling).
-LAYER3_LAYER4 = (3, 4)
 VALID_OUTPUT_STRIDES = (8, 16)
 DEFAULT_PPM_BINS = (1, 2, 3, 6)
 HEAD_CHANNELS = 512
 AUX_CHANNELS = 256
-
-
-def resnet_backbone_names() -> list[str]:
-    """timm model names usable as a (dilated) PSPNet backbone: timm's ResNet family."""
-    return timm.list_models(module="resnet")
 
 
 def valid_zoom_factors(output_stride: int) -> list[int]:
@@ -90,6 +86,31 @@ def conv_head(*, in_channels: int, hidden_channels: int, num_classes: int, dropo
 class PSPNet(nn.Module):
     """PSPNet: `forward(images) -> {"logits": ..., "aux_logits": ... (training with aux_weight > 0 only)}`."""
 
+    # Backbone families it takes (unifiedseg/models/backbones.py).
+    backbone_families = ("resnet",)
+
+    @staticmethod
+    def check_args(*, backbone: str, num_classes: int, aux_weight: float = 0.4, output_stride: int = 8,
+                   zoom_factor: int | None = None, dropout: float = 0.1, ppm_bins=DEFAULT_PPM_BINS) -> None:
+        """The constructor's argument rules, without building anything; errors read `argument: what is wrong`.
+        (That layer4 has at least as many channels as ppm_bins has sizes is checked when the backbone is built.)"""
+        families = families_named(PSPNet.backbone_families)
+        check_common_args(backbone=backbone, valid_backbones=[n for f in families for n in f.names()],
+                          num_classes=num_classes, dropout=dropout, family=family_display_name(families))
+        if not is_int(output_stride) or output_stride not in VALID_OUTPUT_STRIDES:
+            raise ValueError(f"output_stride: must be one of {VALID_OUTPUT_STRIDES}, got {output_stride!r}")
+        zoom_factor = output_stride if zoom_factor is None else zoom_factor
+        if not is_int(zoom_factor) or zoom_factor not in valid_zoom_factors(output_stride):
+            raise ValueError(f"zoom_factor: must be one of {valid_zoom_factors(output_stride)} with output_stride "
+                             f"{output_stride}, got {zoom_factor!r}")
+        if not is_finite_number(aux_weight) or aux_weight < 0:
+            raise ValueError(f"aux_weight: must be a number >= 0 (0 disables the auxiliary head), got {aux_weight!r}")
+        if (not isinstance(ppm_bins, (list, tuple)) or not ppm_bins
+                or any(not is_int(b) or b < 1 for b in ppm_bins)):
+            raise ValueError(f"ppm_bins: must be a non-empty list of positive integers, got {ppm_bins!r}")
+        if len(set(ppm_bins)) != len(ppm_bins):
+            raise ValueError(f"ppm_bins: has repeated sizes: {list(ppm_bins)!r}")
+
     def __init__(
         self,
         *,
@@ -102,24 +123,10 @@ class PSPNet(nn.Module):
         ppm_bins: tuple[int, ...] = DEFAULT_PPM_BINS,
     ):
         super().__init__()
-        check_common_args(
-            backbone=backbone, valid_backbones=resnet_backbone_names(), num_classes=num_classes, dropout=dropout, family="ResNet"
-        )
-        if not is_int(output_stride) or output_stride not in VALID_OUTPUT_STRIDES:
-            raise ValueError(f"output_stride must be one of {VALID_OUTPUT_STRIDES}, got {output_stride!r}")
+        self.check_args(backbone=backbone, num_classes=num_classes, aux_weight=aux_weight, output_stride=output_stride,
+                        zoom_factor=zoom_factor, dropout=dropout, ppm_bins=ppm_bins)
         zoom_factor = output_stride if zoom_factor is None else zoom_factor
-        if not is_int(zoom_factor) or zoom_factor not in valid_zoom_factors(output_stride):
-            raise ValueError(
-                f"zoom_factor must be one of {valid_zoom_factors(output_stride)} with output_stride {output_stride}, "
-                f"got {zoom_factor!r}"
-            )
-        if not is_finite_number(aux_weight) or aux_weight < 0:
-            raise ValueError(f"aux_weight must be a number >= 0 (0 disables the auxiliary head), got {aux_weight!r}")
         ppm_bins = tuple(ppm_bins)
-        if not ppm_bins or any(not is_int(b) or b < 1 for b in ppm_bins):
-            raise ValueError(f"ppm_bins must be a non-empty list of positive integers, got {list(ppm_bins)!r}")
-        if len(set(ppm_bins)) != len(ppm_bins):
-            raise ValueError(f"ppm_bins has repeated sizes: {list(ppm_bins)!r}")
 
         self.backbone_name = backbone
         self.num_classes = num_classes
@@ -129,13 +136,15 @@ class PSPNet(nn.Module):
         self.logits_stride = output_stride // zoom_factor
         self.aux_weight = float(aux_weight)
 
-        # pretrained=False always: weights come from a local file through unifiedseg.models.pretrained.
-        self.backbone = timm.create_model(
-            backbone, pretrained=False, features_only=True, output_stride=output_stride, out_indices=LAYER3_LAYER4
-        )
-        layer3_channels, layer4_channels = self.backbone.feature_info.channels()
+        self.backbone = build_backbone(backbone, families=families_named(self.backbone_families),
+                                       output_stride=output_stride)
+        if feature_strides(self.backbone)[-1] != output_stride:
+            raise ValueError(f"backbone: {backbone!r} gives its last features at stride "
+                             f"{feature_strides(self.backbone)[-1]}, not the output_stride {output_stride}")
+        # the auxiliary head reads the second-to-last feature map (layer3), pyramid pooling the last (layer4)
+        layer3_channels, layer4_channels = feature_channels(self.backbone)[-2:]
         if layer4_channels < len(ppm_bins):
-            raise ValueError(f"ppm_bins has {len(ppm_bins)} sizes, more than the {layer4_channels} channels of layer4")
+            raise ValueError(f"ppm_bins: has {len(ppm_bins)} sizes, more than the {layer4_channels} channels of layer4")
         self.ppm = PyramidPooling(in_channels=layer4_channels, bins=ppm_bins)
         self.head = conv_head(
             in_channels=self.ppm.out_channels, hidden_channels=HEAD_CHANNELS, num_classes=num_classes, dropout=dropout
@@ -154,7 +163,7 @@ class PSPNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         check_images(images)
-        layer3, layer4 = self.backbone(images)
+        layer3, layer4 = self.backbone(images)[-2:]
         outputs = {"logits": self._upsample(self.head(self.ppm(layer4)), images.shape[-2:])}
         if self.training and self.aux_head is not None:
             outputs["aux_logits"] = self._upsample(self.aux_head(layer3), images.shape[-2:])

@@ -1,6 +1,7 @@
 """Optimizer (MMCV paramwise rules), per-iteration lr schedules with warmup, SWA, gradient clipping."""
 
 from unifiedseg.optim.optimizer import (
+    GradClip,
     build_optimizer,
     check_clip_cfg,
     check_optimizer_cfg,
@@ -12,6 +13,7 @@ from unifiedseg.optim.schedule import build_scheduler, check_schedule_cfg, load_
 from unifiedseg.optim.swa import SWAState, build_swa, check_swa_cfg, recompute_bn_statistics
 
 __all__ = [
+    "GradClip",
     "SWAState",
     "build_optimizer",
     "build_scheduler",

@@ -54,8 +54,12 @@ to no parameter is warned about by name (a misspelt key otherwise changes nothin
 anywhere in the config are errors that list the valid ones; a decay multiplier without `weight_decay` is an
 error, as in MMCV.
 
-`clip_gradients(params, cfg)` clips by total norm (`clip_grad: {max_norm: 35, norm_type: 2}`, MMCV's
-OptimizerHook) and returns the norm before clipping for logging; cfg None disables clipping.
+`check_clip_cfg(cfg)` checks a `clip_grad: {max_norm: 35, norm_type: 2}` section (MMCV's OptimizerHook) once
+and returns a `GradClip`; `clip_gradients(params, clip)` clips by total norm with it at every step, without
+checking anything again, and returns the norm before clipping for logging; None disables clipping.
+
+`check_optimizer_cfg` and `check_clip_cfg` are the rules of their config sections; the config loader
+(unifiedseg.config.loader) runs them when a config loads, so a bad value stops a run before anything is built.
 """
 
 from __future__ import annotations
@@ -68,9 +72,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from unifiedseg.utils.checks import check_bool, check_keys, check_number
+from unifiedseg.utils.checks import check_bool, check_choice, check_keys, check_number
 from unifiedseg.utils.modules import unwrap
-from unifiedseg.utils.names import suggest
 from unifiedseg.utils.plain import to_plain
 
 OPTIMIZER_TYPES: dict[str, type[torch.optim.Optimizer]] = {
@@ -84,6 +87,10 @@ OPTIMIZER_ARGS: dict[str, tuple[str, ...]] = {
     "Adam": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
     "AdamW": ("lr", "betas", "eps", "weight_decay", "amsgrad"),
 }
+# Every key an `optimizer` section may hold, whatever its type (for suggestions across sections).
+OPTIMIZER_KEYS = ("type", *dict.fromkeys(key for args in OPTIMIZER_ARGS.values() for key in args), "paramwise_cfg")
+# Arguments that must lie in [0, 1).
+UNIT_INTERVAL_ARGS = ("momentum", "dampening")
 PARAMWISE_KEYS = (
     "custom_keys",
     "bias_lr_mult",
@@ -123,16 +130,13 @@ def check_optimizer_cfg(cfg: Mapping) -> tuple[str, dict[str, Any], ParamwiseRul
     """Check an optimizer config; return (type, constructor kwargs, paramwise rules). Errors name the key."""
     cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
-        raise ValueError(f"optimizer config must be a mapping, got {type(cfg).__name__}")
+        raise ValueError(f"optimizer: must be a mapping with type and lr, got {cfg!r}")
     types = list(OPTIMIZER_TYPES)
     if "type" not in cfg:
-        raise ValueError(f"optimizer: missing key 'type'; valid types: {', '.join(types)}")
-    opt_type = cfg["type"]
-    if opt_type not in OPTIMIZER_TYPES:
-        raise ValueError(f"optimizer.type: unknown optimizer {opt_type!r}{suggest(str(opt_type), types)}; "
-                         f"valid types: {', '.join(types)}")
+        raise ValueError(f"optimizer: missing key 'type' (valid types: {', '.join(types)})")
+    opt_type = check_choice(cfg["type"], "optimizer.type", types)
     valid = ("type", *OPTIMIZER_ARGS[opt_type], "paramwise_cfg")
-    check_keys(cfg, valid, f"optimizer (type {opt_type})")
+    check_keys(cfg, valid, "optimizer", note=f" for type {opt_type}")
     if "lr" not in cfg:
         raise ValueError("optimizer: missing key 'lr' (the base learning rate)")
     kwargs: dict[str, Any] = {}
@@ -144,13 +148,11 @@ def check_optimizer_cfg(cfg: Mapping) -> tuple[str, dict[str, Any], ParamwiseRul
             kwargs[key] = check_bool(value, where)
         elif key == "betas":
             if not isinstance(value, list) or len(value) != 2:
-                raise ValueError(f"{where} must be a list of two numbers in [0, 1), got {value!r}")
-            betas = tuple(check_number(beta, f"{where}[{i}]") for i, beta in enumerate(value))
-            if any(beta >= 1.0 for beta in betas):
-                raise ValueError(f"{where} must be two numbers in [0, 1), got {value!r}")
-            kwargs[key] = betas
+                raise ValueError(f"{where}: must be a list of two numbers in [0, 1), got {value!r}")
+            kwargs[key] = tuple(check_number(beta, f"{where}[{i}]", below=1.0) for i, beta in enumerate(value))
         else:
-            kwargs[key] = check_number(value, where, strictly_above=(key == "eps"))
+            kwargs[key] = check_number(value, where, strictly_above=(key == "eps"),
+                                       below=1.0 if key in UNIT_INTERVAL_ARGS else None)
     rules = _check_paramwise_cfg(cfg.get("paramwise_cfg"), has_weight_decay="weight_decay" in cfg)
     return opt_type, kwargs, rules
 
@@ -159,22 +161,22 @@ def _check_paramwise_cfg(paramwise: Any, *, has_weight_decay: bool) -> Paramwise
     if paramwise is None or paramwise == {}:
         return ParamwiseRules(custom_keys={})
     if not isinstance(paramwise, dict):
-        raise ValueError(f"optimizer.paramwise_cfg must be a mapping, got {type(paramwise).__name__}")
+        raise ValueError(f"optimizer.paramwise_cfg: must be a mapping, got {paramwise!r}")
     check_keys(paramwise, PARAMWISE_KEYS, "optimizer.paramwise_cfg")
     custom = paramwise.get("custom_keys", {})
     if not isinstance(custom, dict):
-        raise ValueError(f"optimizer.paramwise_cfg.custom_keys must be a mapping of name substring to "
-                         f"{{lr_mult, decay_mult}}, got {type(custom).__name__}")
+        raise ValueError(f"optimizer.paramwise_cfg.custom_keys: must be a mapping of name substring to "
+                         f"{{lr_mult, decay_mult}}, got {custom!r}")
     custom_keys: dict[str, dict[str, float]] = {}
     for key, fields in custom.items():
         where = f"optimizer.paramwise_cfg.custom_keys[{key!r}]"
         if not isinstance(key, str) or not key:
             raise ValueError(f"{where}: a custom key must be a non-empty string (a substring of parameter names)")
         if not isinstance(fields, dict):
-            raise ValueError(f"{where} must be a mapping with {', '.join(CUSTOM_KEY_FIELDS)}, got {fields!r}")
+            raise ValueError(f"{where}: must be a mapping with {', '.join(CUSTOM_KEY_FIELDS)}, got {fields!r}")
         check_keys(fields, CUSTOM_KEY_FIELDS, where)
         if "decay_mult" in fields and not has_weight_decay:
-            raise ValueError(f"{where}.decay_mult needs optimizer.weight_decay to be set (MMCV: base_wd should "
+            raise ValueError(f"{where}.decay_mult: needs optimizer.weight_decay to be set (MMCV: base_wd should "
                              f"not be None)")
         custom_keys[key] = {name: check_number(fields[name], f"{where}.{name}") for name in fields}
     multipliers = {}
@@ -182,7 +184,7 @@ def _check_paramwise_cfg(paramwise: Any, *, has_weight_decay: bool) -> Paramwise
         if name in paramwise:
             multipliers[name] = check_number(paramwise[name], f"optimizer.paramwise_cfg.{name}")
             if name.endswith("decay_mult") and not has_weight_decay:
-                raise ValueError(f"optimizer.paramwise_cfg.{name} needs optimizer.weight_decay to be set "
+                raise ValueError(f"optimizer.paramwise_cfg.{name}: needs optimizer.weight_decay to be set "
                                  f"(MMCV: base_wd should not be None)")
     bypass = check_bool(paramwise.get("bypass_duplicate", False), "optimizer.paramwise_cfg.bypass_duplicate")
     return ParamwiseRules(custom_keys=custom_keys, bypass_duplicate=bypass, given=True, **multipliers)
@@ -355,13 +357,21 @@ def format_param_groups(optimizer: torch.optim.Optimizer, model: nn.Module | Non
 # Gradient clipping.
 
 
-def check_clip_cfg(cfg: Mapping | None) -> tuple[float, float] | None:
-    """(max_norm, norm_type) of a `clip_grad` config, or None when clipping is off; errors name the key."""
+@dataclass(frozen=True)
+class GradClip:
+    """A checked `clip_grad` section: clip the total gradient norm to `max_norm` (a `norm_type`-norm)."""
+
+    max_norm: float
+    norm_type: float = 2.0
+
+
+def check_clip_cfg(cfg: Mapping | None) -> GradClip | None:
+    """The `GradClip` of a `clip_grad` config, or None when clipping is off; errors name the key."""
     if cfg is None:
         return None
     cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
-        raise ValueError(f"clip_grad must be a mapping with {', '.join(CLIP_GRAD_KEYS)} or null, got {cfg!r}")
+        raise ValueError(f"clip_grad: must be a mapping with {', '.join(CLIP_GRAD_KEYS)} or null, got {cfg!r}")
     check_keys(cfg, CLIP_GRAD_KEYS, "clip_grad")
     if "max_norm" not in cfg:
         raise ValueError("clip_grad: missing key 'max_norm' (use clip_grad: null to disable clipping)")
@@ -371,20 +381,22 @@ def check_clip_cfg(cfg: Mapping | None) -> tuple[float, float] | None:
         norm_type = float("inf")
     else:
         norm_type = check_number(norm_type, "clip_grad.norm_type", strictly_above=True)
-    return max_norm, norm_type
+    return GradClip(max_norm=max_norm, norm_type=norm_type)
 
 
-def clip_gradients(params: Iterable[torch.Tensor], cfg: Mapping | None) -> float | None:
-    """Clip the gradients of `params` to total norm `max_norm`; the total norm before clipping (for logging).
+def clip_gradients(params: Iterable[torch.Tensor], clip: GradClip | None) -> float | None:
+    """Clip the gradients of `params` to total norm `clip.max_norm`; the total norm before clipping (for logging).
 
-    Parameters without a gradient are left out, like MMCV's OptimizerHook. Returns None when `cfg` is None
-    (clipping disabled) or when no parameter has a gradient.
+    `clip` is what `check_clip_cfg` made of the config (checked once, when the config loaded); nothing is
+    checked here, at every step. Parameters without a gradient are left out, like MMCV's OptimizerHook.
+    Returns None when `clip` is None (clipping disabled) or when no parameter has a gradient.
     """
-    checked = check_clip_cfg(cfg)
-    if checked is None:
+    if clip is None:
         return None
-    max_norm, norm_type = checked
+    if not isinstance(clip, GradClip):
+        raise TypeError(f"clip_gradients takes the GradClip that check_clip_cfg(cfg.clip_grad) returns, "
+                        f"got {type(clip).__name__}")
     with_grad = [p for p in params if p.requires_grad and p.grad is not None]
     if not with_grad:
         return None
-    return float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm=max_norm, norm_type=norm_type))
+    return float(torch.nn.utils.clip_grad_norm_(with_grad, max_norm=clip.max_norm, norm_type=clip.norm_type))

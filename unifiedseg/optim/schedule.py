@@ -40,7 +40,7 @@ from typing import Any
 
 import torch
 
-from unifiedseg.utils.checks import check_int, check_keys, check_number
+from unifiedseg.utils.checks import check_choice, check_int, check_keys, check_number, is_finite_number
 from unifiedseg.utils.plain import to_plain
 
 POLICIES = ("poly", "step", "cosine", "constant")
@@ -53,28 +53,35 @@ POLICY_KEYS: dict[str, tuple[str, ...]] = {
     "constant": (),
 }
 COMMON_KEYS = ("policy", "warmup", "warmup_iters", "warmup_ratio", "by_epoch")
+# Every key a `schedule` section may hold, whatever its policy (for suggestions across sections).
+SCHEDULE_KEYS = COMMON_KEYS + tuple(dict.fromkeys(key for keys in POLICY_KEYS.values() for key in keys))
 WARMUP_KEYS = ("warmup_iters", "warmup_ratio")
 DEFAULT_POWER = 1.0  # MMCV PolyLrUpdaterHook's default; MSeg configs set 0.9
 DEFAULT_GAMMA = 0.1
 DEFAULT_WARMUP_RATIO = 0.1
 
 
-def check_schedule_cfg(cfg: Mapping, max_iters: int) -> dict[str, Any]:
-    """The schedule config with defaults filled in, checked against `max_iters`; errors name the key."""
+def check_schedule_cfg(cfg: Mapping, max_iters: int | None = None, *, base_lr: float | None = None) -> dict[str, Any]:
+    """The schedule config with defaults filled in; errors name the key.
+
+    The rules that need the run's length (milestones and warmup_iters within it) apply when `max_iters` is
+    given, and min_lr <= the optimizer's lr when `base_lr` is: the config loader gives both when the config
+    sets them (train.max_iters, optimizer.lr), `build_scheduler` always."""
     cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
-        raise ValueError(f"schedule config must be a mapping, got {type(cfg).__name__}")
-    check_int(max_iters, "max_iters", minimum=1)
-    policy = cfg.get("policy")
-    if policy not in POLICIES:
-        raise ValueError(f"schedule.policy must be one of {', '.join(POLICIES)}, got {policy!r}")
-    check_keys(cfg, COMMON_KEYS + POLICY_KEYS[policy], f"schedule (policy {policy})")
+        raise ValueError(f"schedule: must be a mapping with a policy ({', '.join(POLICIES)}), got {cfg!r}")
+    if max_iters is not None:
+        check_int(max_iters, "max_iters", minimum=1)
+    policy = check_choice(cfg.get("policy"), "schedule.policy", POLICIES)
+    check_keys(cfg, COMMON_KEYS + POLICY_KEYS[policy], "schedule", note=f" for policy {policy}")
     if cfg.get("by_epoch", False) is not False:
         raise ValueError(f"schedule.by_epoch: only false (iteration-based schedules) is supported, "
                          f"got {cfg['by_epoch']!r}")
     out: dict[str, Any] = {"policy": policy}
     if policy in ("poly", "cosine", "step"):
         out["min_lr"] = check_number(cfg.get("min_lr", 0.0), "schedule.min_lr")
+        if base_lr is not None and out["min_lr"] > base_lr:
+            raise ValueError(f"schedule.min_lr: {out['min_lr']} is above the optimizer's base lr = {base_lr}")
     if policy == "poly":
         out["power"] = check_number(cfg.get("power", DEFAULT_POWER), "schedule.power")
     if policy == "step":
@@ -82,34 +89,33 @@ def check_schedule_cfg(cfg: Mapping, max_iters: int) -> dict[str, Any]:
             raise ValueError("schedule: policy step needs 'milestones' (a list of iterations)")
         milestones = cfg["milestones"]
         if not isinstance(milestones, list) or not milestones:
-            raise ValueError(f"schedule.milestones must be a non-empty list of iterations, got {milestones!r}")
+            raise ValueError(f"schedule.milestones: must be a non-empty list of iterations, got {milestones!r}")
         for i, milestone in enumerate(milestones):
             check_int(milestone, f"schedule.milestones[{i}]", minimum=1)
-            if milestone > max_iters:
-                raise ValueError(f"schedule.milestones[{i}] = {milestone} is beyond max_iters = {max_iters}")
+            if max_iters is not None and milestone > max_iters:
+                raise ValueError(f"schedule.milestones[{i}]: {milestone} is beyond max_iters = {max_iters}")
             if i and milestone <= milestones[i - 1]:
-                raise ValueError(f"schedule.milestones must increase strictly, got {milestones}")
+                raise ValueError(f"schedule.milestones: must increase strictly, got {milestones}")
         out["milestones"] = list(milestones)
         out["gamma"] = check_number(cfg.get("gamma", DEFAULT_GAMMA), "schedule.gamma")
     warmup = cfg.get("warmup")
     if warmup is None:
         for key in WARMUP_KEYS:
             if key in cfg:
-                raise ValueError(f"schedule.{key} is set but schedule.warmup is null; set warmup to one of "
+                raise ValueError(f"schedule.{key}: is set but schedule.warmup is null; set warmup to one of "
                                  f"{', '.join(WARMUPS)} or remove {key}")
         out["warmup"] = None
         return out
-    if warmup not in WARMUPS:
-        raise ValueError(f"schedule.warmup must be null or one of {', '.join(WARMUPS)}, got {warmup!r}")
+    check_choice(warmup, "schedule.warmup", WARMUPS)
     if "warmup_iters" not in cfg:
         raise ValueError(f"schedule: warmup {warmup} needs 'warmup_iters'")
     warmup_iters = check_int(cfg["warmup_iters"], "schedule.warmup_iters", minimum=1)
-    if warmup_iters > max_iters:
-        raise ValueError(f"schedule.warmup_iters = {warmup_iters} is beyond max_iters = {max_iters}")
-    ratio = check_number(cfg.get("warmup_ratio", DEFAULT_WARMUP_RATIO), "schedule.warmup_ratio", strictly_above=True)
-    if ratio > 1.0:
-        raise ValueError(f"schedule.warmup_ratio must be in (0, 1], got {ratio}")
-    out.update(warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=ratio)
+    if max_iters is not None and warmup_iters > max_iters:
+        raise ValueError(f"schedule.warmup_iters: {warmup_iters} is beyond max_iters = {max_iters}")
+    ratio = cfg.get("warmup_ratio", DEFAULT_WARMUP_RATIO)
+    if not (is_finite_number(ratio) and 0.0 < ratio <= 1.0):
+        raise ValueError(f"schedule.warmup_ratio: must be a number in (0, 1], got {ratio!r}")
+    out.update(warmup=warmup, warmup_iters=warmup_iters, warmup_ratio=float(ratio))
     return out
 
 
@@ -171,13 +177,8 @@ def build_scheduler(
     optimizer: torch.optim.Optimizer, cfg: Mapping, max_iters: int
 ) -> torch.optim.lr_scheduler.LambdaLR:
     """A LambdaLR giving every param group lr_at(base_lr, it) * its lr_mult; call step() after each optimizer step."""
-    checked = check_schedule_cfg(cfg, max_iters)
     base_lr = float(optimizer.defaults["lr"])
-    min_lr = checked.get("min_lr", 0.0)
-    if min_lr > base_lr:
-        raise ValueError(f"schedule.min_lr = {min_lr} is above the optimizer's base lr = {base_lr}")
-    if base_lr == 0.0 and min_lr > 0.0:
-        raise ValueError("schedule.min_lr > 0 with base lr 0: the lr multipliers could not be kept")
+    checked = check_schedule_cfg(cfg, max_iters, base_lr=base_lr)
     return torch.optim.lr_scheduler.LambdaLR(optimizer, ScheduleFactor(checked, base_lr, max_iters))
 
 

@@ -36,7 +36,7 @@ from torch import nn
 from torch.optim.swa_utils import SWALR, AveragedModel
 from tqdm import tqdm
 
-from unifiedseg.utils.checks import check_int, check_keys, check_number
+from unifiedseg.utils.checks import check_choice, check_int, check_keys, check_number
 from unifiedseg.utils.modules import unwrap
 from unifiedseg.utils.plain import to_plain
 
@@ -46,28 +46,28 @@ ANNEAL_STRATEGIES = ("cos", "linear")
 _SWALR_UNSAVED = ("anneal_func",)
 
 
-def check_swa_cfg(cfg: Mapping | None, max_iters: int) -> dict[str, Any] | None:
-    """The `swa` config with defaults filled in, or None when SWA is off; errors name the key."""
+def check_swa_cfg(cfg: Mapping | None, max_iters: int | None = None) -> dict[str, Any] | None:
+    """The `swa` config with defaults filled in, or None when SWA is off; errors name the key.
+
+    start_iter below the run's length is checked when `max_iters` is given (the config loader gives
+    train.max_iters when the config sets it, `build_swa` always)."""
     if cfg is None:
         return None
     cfg = to_plain(cfg)
     if not isinstance(cfg, dict):
-        raise ValueError(f"swa must be a mapping with {', '.join(SWA_KEYS)} or null, got {cfg!r}")
+        raise ValueError(f"swa: must be a mapping with {', '.join(SWA_KEYS)} or null, got {cfg!r}")
     check_keys(cfg, SWA_KEYS, "swa")
     for key in ("start_iter", "swa_lr"):
         if key not in cfg:
             raise ValueError(f"swa: missing key {key!r}")
     start_iter = check_int(cfg["start_iter"], "swa.start_iter", minimum=1)
-    if start_iter >= max_iters:
-        raise ValueError(f"swa.start_iter = {start_iter} must be below max_iters = {max_iters}")
-    strategy = cfg.get("anneal_strategy", "cos")
-    if strategy not in ANNEAL_STRATEGIES:
-        raise ValueError(f"swa.anneal_strategy must be one of {', '.join(ANNEAL_STRATEGIES)}, got {strategy!r}")
+    if max_iters is not None and start_iter >= max_iters:
+        raise ValueError(f"swa.start_iter: {start_iter} must be below max_iters = {max_iters}")
     return {
         "start_iter": start_iter,
         "swa_lr": check_number(cfg["swa_lr"], "swa.swa_lr"),
         "anneal_iters": check_int(cfg.get("anneal_iters", 0), "swa.anneal_iters"),
-        "anneal_strategy": strategy,
+        "anneal_strategy": check_choice(cfg.get("anneal_strategy", "cos"), "swa.anneal_strategy", ANNEAL_STRATEGIES),
     }
 
 

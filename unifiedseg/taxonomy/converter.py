@@ -31,6 +31,10 @@ import torch
 from unifiedseg.constants import IGNORE_INDEX, MAX_WIDE_CLASSES, WIDE_IGNORE_INDEX, ignore_index_of, label_dtype
 from unifiedseg.taxonomy.table import UNLABELED, TaxonomyError, TaxonomyTable, parse_cell
 from unifiedseg.taxonomy.validate import raise_on_errors, validate
+from unifiedseg.utils.names import suggest
+
+# The converter kinds a config may name (taxonomy.kind).
+TAXONOMY_KINDS = ("unified", "naive", "oracle")
 
 
 @dataclass(frozen=True)
@@ -351,18 +355,25 @@ class OracleTaxonomyConverter(TaxonomyConverter):
         return cls(class_names=names, train=train, test=test, source=f"{table.path}:{dataset}")
 
 
+def check_taxonomy_kind(kind: str, train_datasets=None) -> None:
+    """A converter kind a config may name ('unified', 'naive' or 'oracle'), with the training datasets it
+    takes (an oracle: exactly one)."""
+    if kind not in TAXONOMY_KINDS:
+        hint = suggest(kind, list(TAXONOMY_KINDS)) if isinstance(kind, str) else ""
+        raise TaxonomyError(f"unknown taxonomy kind {kind!r}; valid kinds: {', '.join(TAXONOMY_KINDS)}{hint}")
+    datasets = list(train_datasets or [])
+    if kind == "oracle" and len(datasets) != 1:
+        raise TaxonomyError(f"an oracle taxonomy takes exactly one dataset, got {datasets}")
+
+
 def build_converter(kind: str, tsv="mseg", train_datasets=None, test_datasets=None):
     """Construct the converter a config names: kind is 'unified', 'naive' or 'oracle'."""
+    check_taxonomy_kind(kind, train_datasets)
     if kind == "unified":
         return TaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
     if kind == "naive":
         return NaiveTaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
-    if kind == "oracle":
-        datasets = list(train_datasets or [])
-        if len(datasets) != 1:
-            raise TaxonomyError(f"an oracle taxonomy takes exactly one dataset, got {datasets}")
-        return OracleTaxonomyConverter.for_dataset(datasets[0], tsv)
-    raise TaxonomyError(f"unknown taxonomy kind {kind!r}; valid kinds: unified, naive, oracle")
+    return OracleTaxonomyConverter.for_dataset(list(train_datasets)[0], tsv)
 
 
 # ---- helpers -----------------------------------------------------------------------------------

@@ -3,7 +3,9 @@
 A bool is never a number here (Python's True would otherwise pass as 1); numpy integers and floats
 count as ints and numbers. The `is_*` predicates are for callers that word their own message; the
 `check_*` functions raise `error` (ValueError by default, or a module's own subclass) naming the
-argument (`name`: the parameter or config key) and the bad value, and return the value.
+argument (`name`: the parameter or dotted config key) and the bad value, and return the value. Every
+message reads `name: what is wrong`, so a config loader can place it under its file and section
+(`keyed`), e.g. "optimizer.momentum: must be a number in [0, 1), got 'a'".
 """
 
 from __future__ import annotations
@@ -35,34 +37,71 @@ def is_finite_number(value: Any) -> bool:
 
 def check_int(value: Any, name: str, *, minimum: int = 0, error: type[Exception] = ValueError) -> Any:
     """`value` if it is an integer >= `minimum`, else `error` naming `name` and the value."""
-    if not is_int(value):
-        raise error(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if value < minimum:
-        raise error(f"{name} must be >= {minimum}, got {value}")
+    if not is_int(value) or value < minimum:
+        raise error(f"{name}: must be an integer >= {minimum}, got {value!r}")
     return value
 
 
 def check_number(value: Any, name: str, *, minimum: float | None = 0.0, strictly_above: bool = False,
-                 error: type[Exception] = ValueError) -> float:
+                 below: float | None = None, error: type[Exception] = ValueError) -> float:
     """`value` as a float if it is a finite number >= `minimum` (> with strictly_above; no bound with
-    minimum=None), else `error` naming `name` and the value."""
-    if not is_finite_number(value):
-        raise error(f"{name} must be a finite number, got {value!r}")
-    if minimum is not None and (value <= minimum if strictly_above else value < minimum):
-        raise error(f"{name} must be {'>' if strictly_above else '>='} {minimum}, got {value!r}")
+    minimum=None) and < `below` (no bound with None), else `error` naming `name`, the range and the value."""
+    if not (is_finite_number(value) and (minimum is None or (value > minimum if strictly_above else value >= minimum))
+            and (below is None or value < below)):
+        raise error(f"{name}: must be {_number_range(minimum, strictly_above, below)}, got {value!r}")
     return float(value)
+
+
+def _number_range(minimum: float | None, strictly_above: bool, below: float | None) -> str:
+    if minimum is None and below is None:
+        return "a finite number"
+    if below is None:
+        return f"a number {'>' if strictly_above else '>='} {minimum:g}"
+    if minimum is None:
+        return f"a number < {below:g}"
+    return f"a number in {'(' if strictly_above else '['}{minimum:g}, {below:g})"
 
 
 def check_bool(value: Any, name: str, *, error: type[Exception] = ValueError) -> bool:
     """`value` if it is True or False (not 0, 1 or a string), else `error` naming `name` and the value."""
     if not isinstance(value, bool):
-        raise error(f"{name} must be true or false, got {value!r}")
+        raise error(f"{name}: must be true or false, got {value!r}")
     return value
 
 
-def check_keys(cfg, valid: Sequence[str], where: str, *, error: type[Exception] = ValueError) -> None:
-    """`error` naming the first key of the mapping `cfg` not in `valid` (with the closest valid one) and
-    listing the valid keys."""
+def check_choice(value: Any, name: str, choices: Sequence[Any], *, error: type[Exception] = ValueError) -> Any:
+    """`value` if it is one of `choices`, else `error` naming `name`, the choices, the value and the closest
+    choice."""
+    if isinstance(value, (str, int, float, type(None))) and value in choices and not isinstance(value, bool):
+        return value
+    hint = suggest(value, [str(c) for c in choices]) if isinstance(value, str) else ""
+    raise error(f"{name}: must be one of {', '.join(str(c) for c in choices)}, got {value!r}{hint}")
+
+
+def check_keys(cfg, valid: Sequence[str], where: str, *, note: str = "", error: type[Exception] = ValueError) -> None:
+    """`error` naming the first key of the mapping `cfg` not in `valid` as `where.key`, with the closest valid
+    one, and listing the valid keys (`note` says of what, e.g. " for type SGD").
+
+    The error carries `unknown_key` (the dotted key), `valid_keys`, `key_hint` (the suggestion, or "") and
+    `key_tail` (the list of valid keys), so that a caller that knows the other sections can suggest one of
+    their keys instead (unifiedseg.config.loader)."""
     for key in cfg:
         if key not in valid:
-            raise error(f"{where}: unknown key {key!r}{suggest(str(key), list(valid))}; valid keys: {', '.join(valid)}")
+            raise unknown_key_error(f"{where}.{key}", valid, f" (valid keys{note}: {', '.join(valid)})", error)
+
+
+def unknown_key_error(dotted: str, valid: Sequence[str], tail: str, error: type[Exception] = ValueError) -> Exception:
+    """The error for the unknown key `dotted` (see check_keys): `dotted: unknown key; did you mean 'x'?{tail}`
+    with the closest of `valid`, carrying `unknown_key`, `valid_keys`, `key_hint` and `key_tail`."""
+    hint = suggest(dotted.rpartition(".")[2], list(valid))
+    err = error(f"{dotted}: unknown key{hint}{tail}")
+    err.unknown_key, err.valid_keys, err.key_hint, err.key_tail = dotted, tuple(valid), hint, tail
+    return err
+
+
+def keyed(err: Exception, prefix: str, keys: Sequence[str], *, error: type[Exception] | None = None) -> Exception:
+    """`err` (its message `name: reason` or `name[i]: reason` for a name in `keys`, or any other text)
+    with its message placed under the dotted `prefix`: `prefix.name: reason`, or `prefix: text`."""
+    message = str(err.args[0]) if err.args else str(err)
+    dotted = any(message.startswith(key) and message[len(key):len(key) + 1] in (":", "[", ".") for key in keys)
+    return (error or type(err))(f"{prefix}.{message}" if dotted else f"{prefix}: {message}")

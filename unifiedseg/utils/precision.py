@@ -25,14 +25,14 @@ def resolve_amp(amp: str, opt_level: str | None) -> str:
     if amp is False or amp == "False":  # YAML 1.1 reads an unquoted `amp: off` (or train.amp=off) as false
         amp = "off"
     if amp not in AMP_MODES:
-        raise ValueError(f"train.amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+        raise ValueError(f"train.amp: must be one of {', '.join(AMP_MODES)}, got {amp!r}")
     if opt_level is None:
         return amp
     if opt_level not in OPT_LEVELS:
-        raise ValueError(f"train.opt_level must be one of {', '.join(OPT_LEVELS)} (apex levels), got {opt_level!r}")
+        raise ValueError(f"train.opt_level: must be one of {', '.join(OPT_LEVELS)} (apex levels), got {opt_level!r}")
     mapped = OPT_LEVELS[opt_level]
     if amp != "off" and amp != mapped:
-        raise ValueError(f"train.amp={amp} and train.opt_level={opt_level} (= amp {mapped}) disagree; set one of them")
+        raise ValueError(f"train.opt_level: {opt_level} (= amp {mapped}) disagrees with train.amp={amp}; set one of them")
     return mapped
 
 
