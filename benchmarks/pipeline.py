@@ -16,7 +16,7 @@ import numpy as np
 from unifiedseg.data.dataset import SegmentationDataset
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.listfile import read_list
-from unifiedseg.data.pipeline_bench import (limit_to_one_thread, time_decode_floor, time_fused, time_sequential,
+from pipeline_bench import (limit_to_one_thread, time_decode_floor, time_fused, time_sequential,
                                             train_transform_for)
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.taxonomy import NaiveTaxonomyConverter, TaxonomyConverter

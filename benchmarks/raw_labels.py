@@ -494,7 +494,7 @@ def part_crops(args) -> dict:
     import torch
 
     from unifiedseg.data.dataset import SampleKey, SegmentationDataset
-    from unifiedseg.data.pipeline_bench import limit_to_one_thread, train_transform_for
+    from pipeline_bench import limit_to_one_thread, train_transform_for
 
     limit_to_one_thread()
     root = Path(args.out) / "crops_tree"
@@ -578,7 +578,7 @@ def startup_child(root: Path) -> dict:
     t_import = time.perf_counter()
     from unifiedseg.data.dataset import SampleKey, SegmentationDataset
     from unifiedseg.data.labels import build_label_mapper, read_entries
-    from unifiedseg.data.pipeline_bench import limit_to_one_thread, train_transform_for
+    from pipeline_bench import limit_to_one_thread, train_transform_for
     from unifiedseg.data.relabel import load_index
 
     limit_to_one_thread()

@@ -1,4 +1,4 @@
-"""`python tools/benchmark_pipeline.py --root DIR --list FILE --resolution 1080 --dataset cityscapes-19 --num-crops N`."""
+"""`python benchmarks/benchmark_pipeline.py --root DIR --list FILE --resolution 1080 --dataset cityscapes-19 --num-crops N`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 from unifiedseg.data.dataset import SegmentationDataset
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.listfile import ListFileError, read_list
-from unifiedseg.data.pipeline_bench import (CROP_FOR_RESOLUTION, limit_to_one_thread, time_decode_floor,
+from pipeline_bench import (CROP_FOR_RESOLUTION, limit_to_one_thread, time_decode_floor,
                                             time_fused, time_sequential, train_transform_for)
 from unifiedseg.data.registry import DatasetRegistry, RegistryError
 from unifiedseg.taxonomy import TaxonomyConverter, TaxonomyError
@@ -20,7 +20,7 @@ def main(argv=None) -> int:
         description="Training-pipeline throughput for one process on one core (cv2 and torch limited to one "
                     "thread): decode, label check and mapping to the unified taxonomy, full training transform. "
                     "Prints 'crops/s: X'.",
-        epilog="example: python tools/benchmark_pipeline.py --root /data/Cityscapes --list list/train.txt "
+        epilog="example: python benchmarks/benchmark_pipeline.py --root /data/Cityscapes --list list/train.txt "
                "--resolution 1080 --dataset cityscapes-19 --num-crops 200")
     parser.add_argument("--root", required=True, help="the dataset's folder; list paths are relative to it")
     parser.add_argument("--list", required=True, help="list file (MSeg format), relative to --root or absolute")

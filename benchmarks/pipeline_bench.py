@@ -1,5 +1,5 @@
 """Timing of the training data path on one core: the fused pipeline, a sequential float32 reference in
-MSeg's order of operations, and the decoding floor. Used by tools/benchmark_pipeline.py and
+MSeg's order of operations, and the decoding floor. Used by benchmarks/benchmark_pipeline.py and
 benchmarks/pipeline.py; speed goals live in benchmarks, never in unit tests."""
 
 from __future__ import annotations
