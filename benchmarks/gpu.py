@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from pipeline import make_frames  # noqa: E402  (benchmarks/pipeline.py: 1080p street-like frames)
@@ -31,7 +30,9 @@ from unifiedseg.data.labels import build_label_mapper  # noqa: E402
 from unifiedseg.data.listfile import read_list  # noqa: E402
 from unifiedseg.data.registry import DatasetRegistry  # noqa: E402
 from unifiedseg.data.transforms import TrainTransform  # noqa: E402
+from unifiedseg.losses import build_losses  # noqa: E402
 from unifiedseg.models import build_model  # noqa: E402
+from unifiedseg.models.segmentor import Segmentor, total_loss  # noqa: E402
 from unifiedseg.taxonomy import TaxonomyConverter  # noqa: E402
 
 NUM_CLASSES = 194  # MSeg's unified taxonomy
@@ -76,18 +77,25 @@ def out_of_memory(err: BaseException) -> bool:
     return isinstance(err, torch.cuda.OutOfMemoryError) or "out of memory" in str(err).lower()
 
 
+def build(sizes: Sizes, device: torch.device, *, losses: bool, channels_last: bool = False) -> Segmentor:
+    """HRNet in a Segmentor, as training and inference use it: uint8 pixels in, normalised inside, the
+    194-class cross-entropy loss set."""
+    network = build_model({"type": "hrnet", "backbone": sizes.backbone, "num_classes": NUM_CLASSES})
+    loss_set = build_losses({"type": "CrossEntropyLoss"}, NUM_CLASSES) if losses else None
+    return Segmentor(network=network, loss_set=loss_set, num_classes=NUM_CLASSES,
+                     channels_last=channels_last).to(device)
+
+
 def train_step_rate(sizes: Sizes, device: torch.device, mode: str) -> dict:
-    """Crops/s of forward + CE loss + backward + SGD step, at the largest batch that fits."""
+    """Crops/s of Segmentor.forward_train (normalisation, forward, loss, predictions for training mIoU)
+    + backward + SGD step on uint8 batches, at the largest batch that fits."""
     bf16 = mode == "bf16 + channels_last"
-    for batch in sizes.batch_sizes:
-        model = build_model({"type": "hrnet", "backbone": sizes.backbone, "num_classes": NUM_CLASSES}).to(device)
-        if bf16:
-            model = model.to(memory_format=torch.channels_last)
+    for batch_size in sizes.batch_sizes:
+        model = build(sizes, device, losses=True, channels_last=bf16)
         optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-        images = torch.randn(batch, 3, sizes.crop, sizes.crop, device=device)
-        if bf16:
-            images = images.contiguous(memory_format=torch.channels_last)
-        labels = torch.randint(0, NUM_CLASSES, (batch, sizes.crop, sizes.crop), device=device)
+        batch = {"image": torch.randint(0, 256, (batch_size, 3, sizes.crop, sizes.crop), dtype=torch.uint8, device=device),
+                 "label": torch.randint(0, NUM_CLASSES, (batch_size, sizes.crop, sizes.crop), device=device),
+                 "dataset": ["synthetic"] * batch_size}
         reset_peak(device)
         try:
             for step in range(sizes.warmup + sizes.steps):
@@ -95,9 +103,8 @@ def train_step_rate(sizes: Sizes, device: torch.device, mode: str) -> dict:
                     synchronize(device)
                     start = time.perf_counter()
                 with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-                    logits = model(images)["logits"]
-                loss = F.cross_entropy(logits.float(), labels, ignore_index=255)
-                loss.backward()
+                    outputs = model.forward_train(batch)
+                total_loss(outputs).backward()
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             synchronize(device)
@@ -105,10 +112,10 @@ def train_step_rate(sizes: Sizes, device: torch.device, mode: str) -> dict:
         except RuntimeError as err:
             if not out_of_memory(err):
                 raise
-            del model, optimizer, images, labels
+            del model, optimizer, batch
             reset_peak(device)
             continue
-        return {"mode": mode, "batch": batch, "crops_per_s": batch * sizes.steps / seconds,
+        return {"mode": mode, "batch": batch_size, "crops_per_s": batch_size * sizes.steps / seconds,
                 "step_s": seconds / sizes.steps, "peak_gib": peak_gib(device)}
     raise RuntimeError(f"no batch size of {sizes.batch_sizes} fits ({mode})")
 
@@ -136,11 +143,11 @@ def loader_rate(sizes: Sizes, workers: int, folder: Path) -> float:
 @torch.no_grad()
 def validation_memory(sizes: Sizes, device: torch.device, bf16: bool) -> dict:
     """Peak memory of a whole-frame forward with 194 classes (logits at full size) and its argmax."""
-    model = build_model({"type": "hrnet", "backbone": sizes.backbone, "num_classes": NUM_CLASSES}).to(device).eval()
-    image = torch.randn(1, 3, *sizes.frame, device=device)
+    model = build(sizes, device, losses=False).eval()
+    image = torch.randint(0, 256, (1, 3, *sizes.frame), dtype=torch.uint8, device=device)
     reset_peak(device)
     with torch.autocast(device.type, dtype=torch.bfloat16, enabled=bf16):
-        prediction = model(image)["logits"].argmax(1)
+        prediction = model.predict_logits(image).argmax(1)
     synchronize(device)
     return {"frame": list(sizes.frame), "precision": "bf16" if bf16 else "fp32", "peak_gib": peak_gib(device),
             "prediction_shape": list(prediction.shape)}
@@ -148,15 +155,14 @@ def validation_memory(sizes: Sizes, device: torch.device, bf16: bool) -> dict:
 
 @torch.no_grad()
 def inference_fps(sizes: Sizes, device: torch.device) -> dict:
-    model = build_model({"type": "hrnet", "backbone": sizes.backbone, "num_classes": NUM_CLASSES}).to(device).eval()
-    model = model.to(memory_format=torch.channels_last)
-    image = torch.randn(1, 3, *sizes.frame, device=device).contiguous(memory_format=torch.channels_last)
+    model = build(sizes, device, losses=False, channels_last=True).eval()
+    image = torch.randint(0, 256, (1, 3, *sizes.frame), dtype=torch.uint8, device=device)
     for run in range(sizes.inference_runs + 2):
         if run == 2:
             synchronize(device)
             start = time.perf_counter()
         with torch.autocast(device.type, dtype=torch.bfloat16):
-            model(image)["logits"].argmax(1)
+            model.predict_logits(image).argmax(1)
     synchronize(device)
     return {"frame": list(sizes.frame), "precision": "bf16 + channels_last",
             "fps": sizes.inference_runs / (time.perf_counter() - start)}

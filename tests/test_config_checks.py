@@ -220,3 +220,10 @@ def test_numbers_in_exponent_notation_in_overrides(tmp_path):
 def test_a_whole_number_in_exponent_notation_that_is_not_whole_is_refused_for_an_integer(tmp_path):
     assert "train.num_examples: must be an integer, got 1500.5" in error_of(
         tmp_path, "train: {max_iters: null, num_examples: 1.5005e3}")
+
+
+def test_train_hooks_shape_is_checked_at_load():
+    from unifiedseg.config import ConfigError, load_config
+
+    with pytest.raises(ConfigError, match=r"train.hooks\[0\]: must be a mapping with a `type`"):
+        load_config("config/train/demo/unified.yaml", ["train.hooks=[{secs: 3}]"])

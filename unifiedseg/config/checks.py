@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from unifiedseg.constants import DEVICES
 from unifiedseg.data.dataset import ON_BAD_SAMPLE
@@ -112,6 +112,16 @@ def check_train(train: DictConfig) -> None:
     for key, minimum in (("log_interval", 0), ("checkpoint_interval", 0), ("keep_checkpoints", 0),
                          ("max_nonfinite_steps", 1), ("seed", 0)):
         check_int(train[key], f"train.{key}", minimum=minimum)
+    # The hook types live in the engine's registry (code may register more), so their names and
+    # arguments are checked when the run builds them, before any data is read; the shape is checked here.
+    hooks = train.get("hooks")
+    if hooks is not None:
+        if not OmegaConf.is_list(hooks) and not isinstance(hooks, list):
+            raise ValueError(f"train.hooks: must be a list of {{type: HookName, ...}} mappings, got {hooks!r}")
+        for index, hook in enumerate(hooks):
+            if not (OmegaConf.is_dict(hook) or isinstance(hook, dict)) or not isinstance(hook.get("type"), str):
+                raise ValueError(f"train.hooks[{index}]: must be a mapping with a `type` (a registered hook class "
+                                 f"name), got {hook!r}")
 
 
 def _check_unique(names: list, key: str) -> None:
