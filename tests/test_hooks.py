@@ -198,3 +198,28 @@ def test_two_gloo_processes_log_the_mean_over_the_ranks_that_have_each_value():
         results = dict(results)
     expected = {"loss": 2.0, "loss/dataset0": 10.0, "loss/shared": 0.5, "loss/dataset1": 20.0}
     assert results[0] == results[1] == expected
+
+
+def test_validation_and_training_miou_hooks_keep_their_state():
+    import torch
+
+    from unifiedseg.engine.hooks import TrainingMIoUHook, ValidationHook
+
+    validation = ValidationHook(evaluate=lambda: {}, interval=0)
+    validation.last_metrics = {"iter": 4, "miou": 0.5, "datasets": {}}
+    restored = ValidationHook(evaluate=lambda: {}, interval=0)
+    restored.load_state_dict(validation.state_dict())
+    assert restored.last_metrics == validation.last_metrics
+    counting = TrainingMIoUHook(num_classes=3, ignore_index=255)
+
+    class Result:
+        predictions = [("a", torch.tensor([[0, 1], [2, 2]]), torch.tensor([[0, 1], [1, 255]]))]
+
+    class FakeTrainer:
+        result = Result()
+
+    counting.after_step(FakeTrainer())
+    again = TrainingMIoUHook(num_classes=3, ignore_index=255)
+    again.load_state_dict(counting.state_dict())
+    assert torch.equal(again.matrices["a"].matrix, counting.matrices["a"].matrix)
+    assert again.log_record(FakeTrainer()) == counting.log_record(FakeTrainer())

@@ -1,5 +1,6 @@
 """What training and inference both build from a training config, built one way for both: the label
-space it trains in (`training_converter`) and its model (`build_model_for`).
+space it trains in (`training_converter`), its network (`build_model_for`) and the Segmentor around it
+(`build_segmentor`: the config's pixel mean/std; the losses only for training).
 
 A checkpoint stores the fingerprint of the label space and the identity of the model it was trained
 with; inference and evaluation rebuild both from the same config through these functions, so a
@@ -12,6 +13,7 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.models import build_model
+from unifiedseg.models.segmentor import Segmentor
 from unifiedseg.taxonomy import build_converter
 from unifiedseg.utils.plain import to_plain
 
@@ -30,3 +32,10 @@ def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module,
         raise ValueError(f"model.num_classes = {model_cfg['num_classes']} but the {cfg.taxonomy.kind} taxonomy "
                          f"{cfg.taxonomy.tsv} has {num_classes} classes; drop model.num_classes (it is set from the taxonomy)")
     return build_model(model_cfg), model_cfg
+
+
+def build_segmentor(cfg: DictConfig, network: torch.nn.Module, **training) -> Segmentor:
+    """The Segmentor of a config around `network`: its normalisation (data.augmentation.mean/std), and for
+    training the keyword arguments of Segmentor (loss_set, num_classes, ignore_index, ...)."""
+    return Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std),
+                     **training)

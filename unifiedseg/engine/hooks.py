@@ -258,6 +258,13 @@ class ValidationHook(Hook):
         if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
             self._run(trainer)
 
+    def state_dict(self) -> dict:
+        """The last validation's metrics, so a resumed run still reports them."""
+        return {"last_metrics": self.last_metrics}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.last_metrics = state.get("last_metrics")
+
     def after_train(self, trainer: Trainer) -> None:
         if trainer.finished and trainer.exception is None:
             self._run(trainer)
@@ -322,6 +329,17 @@ class TrainingMIoUHook(Hook):
                 matrix = self.matrices[dataset] = ConfusionMatrix(self.num_classes, self.ignore_index,
                                                                   device=pred.device)
             matrix.update(pred, label, check=False)
+
+    def state_dict(self) -> dict:
+        """The matrices counted since the last log record (a resumed run logs the same interval)."""
+        return {"matrices": {d: m.matrix.cpu() for d, m in self.matrices.items()}}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.matrices = {}
+        for dataset, counts in state.get("matrices", {}).items():
+            matrix = ConfusionMatrix(self.num_classes, self.ignore_index)
+            matrix.matrix.copy_(counts)
+            self.matrices[dataset] = matrix
 
     def log_record(self, trainer: Trainer) -> dict:
         # a dataset whose crops held no labelled pixels has no mIoU (None)

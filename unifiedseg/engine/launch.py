@@ -14,7 +14,7 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config
-from unifiedseg.config.builders import build_model_for, training_converter
+from unifiedseg.config.builders import build_model_for, build_segmentor, training_converter
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
@@ -30,7 +30,7 @@ from unifiedseg.engine.trainer import Hook, Trainer, TrainingError
 from unifiedseg.evaluation.metrics import format_metric
 from unifiedseg.evaluation.validate import summarize, validate
 from unifiedseg.losses import build_losses
-from unifiedseg.models import Segmentor, convert_sync_batchnorm
+from unifiedseg.models import convert_sync_batchnorm
 from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, check_clip_cfg, format_param_groups
 from unifiedseg.utils.fileio import atomic_write_text
 from unifiedseg.utils.plain import to_plain
@@ -142,8 +142,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         logger.warning("SyncBatchNorm needs CUDA; on CPU each process keeps its own BatchNorm statistics")
     check_batch_norm(model, cfg, dist, sync_bn)
     network = convert_sync_batchnorm(model, enabled=sync_bn, world_size=dist.world_size).to(dist.device)
-    segmentor = Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean),
-                          std=tuple(cfg.data.augmentation.std), loss_set=loss_set, num_classes=num_classes,
+    segmentor = build_segmentor(cfg, network, loss_set=loss_set, num_classes=num_classes,
                           ignore_index=converter.ignore_index, partial_target_sets=converter.partial_target_sets(),
                           norm_eval=cfg.train.norm_eval, channels_last=cfg.train.channels_last).to(dist.device)
     # the optimizer, SWA and parameter names see the network (names as checkpoints and paramwise rules have them)

@@ -48,7 +48,7 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import load_config
-from unifiedseg.config.builders import build_model_for, training_converter
+from unifiedseg.config.builders import build_model_for, build_segmentor, training_converter
 from unifiedseg.constants import label_dtype
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.inference.tiling import InferenceSettings, predict_probs
@@ -136,7 +136,7 @@ def load_model(cfg: DictConfig, state: dict, path: str, num_classes: int) -> tup
     if "pretrained" in inference_cfg.model:
         inference_cfg.model.pretrained = None  # the checkpoint holds every weight
     network, model_cfg = build_model_for(inference_cfg, num_classes)
-    model = Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std))
+    model = build_segmentor(cfg, network)
     try:
         model.load_state_dict(state["model"])
     except RuntimeError as err:
