@@ -9,6 +9,7 @@ import torch
 from unifiedseg.config import load_config
 from unifiedseg.engine.checkpoint import MODEL_IDENTITY_KEYS, save_checkpoint
 from unifiedseg.config.builders import build_model_for, training_converter
+from unifiedseg.engine.trainer import Hook
 
 REPO = Path(__file__).resolve().parent.parent
 DEMO_CONFIG = REPO / "config" / "train" / "demo" / "unified.yaml"
@@ -37,3 +38,19 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+class StepCount(Hook):
+    """A hook with state: the steps it has seen, carried over a resume in the checkpoint's `hooks`."""
+
+    def __init__(self):
+        self.steps = 0
+
+    def after_step(self, trainer):
+        self.steps += 1
+
+    def state_dict(self):
+        return {"steps": self.steps}
+
+    def load_state_dict(self, state):
+        self.steps = state["steps"]

@@ -14,6 +14,7 @@ from torch import nn
 from unifiedseg.engine.distributed import average_across_ranks
 from unifiedseg.engine.hooks import (HOOK_TYPES, CheckpointHook, LoggingHook, TimeLimitHook, ValidationHook, build_hook,
                                      build_hooks, legacy_hook_states, register_hook_type)
+from checkpoint_fixtures import StepCount
 from unifiedseg.engine.trainer import Hook, Trainer
 
 
@@ -62,22 +63,6 @@ class Recorder(Hook):
         self.calls.append(f"after_train {type(trainer.exception).__name__ if trainer.exception else 'ok'}")
 
 
-class Counter(Hook):
-    """A hook with state: the steps it saw."""
-
-    def __init__(self):
-        self.steps = 0
-
-    def after_step(self, trainer):
-        self.steps += 1
-
-    def state_dict(self):
-        return {"steps": self.steps}
-
-    def load_state_dict(self, state):
-        self.steps = state["steps"]
-
-
 def test_after_train_runs_when_a_step_raises_and_validation_and_checkpoints_stay_away(tmp_path):
     recorder = Recorder()
 
@@ -106,13 +91,13 @@ def test_every_after_train_runs_even_when_one_fails():
 
 
 def test_hook_states_round_trip_by_class_name():
-    counter = Counter()
+    counter = StepCount()
     trainer = toy_trainer([counter, Recorder()], max_iters=3)
     trainer.train()
     state = trainer.state_dict()
-    assert state["iteration"] == 3 and state["hooks"] == {"Counter": {"steps": 3}}
+    assert state["iteration"] == 3 and state["hooks"] == {"StepCount": {"steps": 3}}
     assert set(state["counters"]) == {"nonfinite_total", "nonfinite_in_a_row", "overflow_total", "bad_sample_total"}
-    resumed_counter = Counter()
+    resumed_counter = StepCount()
     resumed = toy_trainer([resumed_counter], max_iters=5)
     resumed.load_state_dict(state)
     assert resumed.iter == resumed.start_iter == 3 and resumed_counter.steps == 3
@@ -120,8 +105,8 @@ def test_hook_states_round_trip_by_class_name():
     assert resumed_counter.steps == 5
     # a checkpoint from before hooks had state: the schedule and SWA were top-level entries
     assert legacy_hook_states({"scheduler": {"last_epoch": 2}, "swa": None}) == {"LRScheduleHook": {"last_epoch": 2}}
-    with pytest.raises(ValueError, match="several are of class Counter"):
-        toy_trainer([Counter(), Counter()])
+    with pytest.raises(ValueError, match="several are of class StepCount"):
+        toy_trainer([StepCount(), StepCount()])
 
 
 def test_the_logging_hook_writes_interval_averages_and_asks_for_dataset_losses_on_log_steps(tmp_path):

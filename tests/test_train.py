@@ -16,6 +16,7 @@ from unifiedseg.config import ConfigError, load_config
 from unifiedseg.engine.checkpoint import CheckpointError, load_checkpoint
 from unifiedseg.engine.launch import run_training
 from unifiedseg.engine.hooks import register_hook_type
+from checkpoint_fixtures import StepCount
 from unifiedseg.engine.trainer import Hook, TrainingError
 from unifiedseg.models import Segmentor
 
@@ -102,22 +103,6 @@ class SignalAt(Hook):
     def after_step(self, trainer):
         if trainer.iter == self.iteration:
             os.kill(os.getpid(), self.signum)
-
-
-class StepCount(Hook):
-    """A hook with state: the steps it has seen, carried over a resume in the checkpoint's `hooks`."""
-
-    def __init__(self):
-        self.steps = 0
-
-    def after_step(self, trainer):
-        self.steps += 1
-
-    def state_dict(self):
-        return {"steps": self.steps}
-
-    def load_state_dict(self, state):
-        self.steps = state["steps"]
 
 
 def test_sigterm_saves_a_checkpoint_and_resuming_reproduces_the_uninterrupted_run(demo_root, tmp_path):

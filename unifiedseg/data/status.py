@@ -141,8 +141,9 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
         return status
     if not has_labels:
         status.labels = None
-    label_file = _label_file_function(dataset_info, label_source, mapper_for)
-    segment_file = _segment_file_function(dataset_info, label_source, mapper_for)
+    mapper, mapper_error = _build_mapper(dataset_info, mapper_for)  # once per split: it loads class lists, the index
+    label_file = _label_file_function(mapper, label_source)
+    segment_file = _segment_file_function(mapper, label_source)
     missing_segments = None
     missing_image = missing_label = None
     bar = tqdm(entries, desc=f"status {info.name} {request.split}", unit="line", leave=False,
@@ -160,16 +161,17 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
         segments = segment_file(entry)
         if segments is not None and missing_segments is None and not exists(segments):
             missing_segments = replace(entry, label=segments)
-        if exists(label_file(entry)):
+        label = label_file(entry)
+        if exists(label):
             status.labels += 1
             first_label = first_label or entry
         elif missing_label is None:
-            missing_label = replace(entry, label=label_file(entry))  # the file raw mode opens
+            missing_label = replace(entry, label=label)  # the file raw mode opens
     if not folder_present:
         missing_image = entries[0]
     if folder_present:  # no folder, no release
         status.releases_on_disk = _releases_on_disk(registry, info, request.split, root, exists)
-    _check_first_label(status, dataset_info, first_label, mapper_for)
+    _check_first_label(status, first_label, mapper, mapper_error)
     _judge(status, info, root, folder_present, missing_image, missing_label)
     if missing_segments is not None and folder_present:
         status.state = INCOMPLETE if status.state == OK else status.state
@@ -181,30 +183,28 @@ def _split_status(registry, root: Path, request: SplitRequest, exists, progress:
     return status
 
 
-def _label_file_function(info, label_source: str, mapper_for):
+def _build_mapper(info, mapper_for):
+    """(the split's LabelMapper, None) or (None, the error that building it raised)."""
+    try:
+        return mapper_for(info), None
+    except ValueError as err:  # RegistryError, TaxonomyError and other bad-value errors
+        return None, err
+
+
+def _label_file_function(mapper, label_source: str):
     """The label file a list entry stands for: the listed path, or in raw mode the file the label source
     opens (a polygon JSON beside a listed PNG name, a .mat file)."""
-    if label_source == "prepared":
+    if label_source == "prepared" or mapper is None:
         return lambda entry: entry.label
-    try:
-        return mapper_for(info).source.label_file
-    except (RegistryError, TaxonomyError, ValueError):
-        return lambda entry: entry.label
+    return mapper.source.label_file
 
 
-def _segment_file_function(info, label_source: str, mapper_for):
+def _segment_file_function(mapper, label_source: str):
     """For raw mode with relabel records: entry -> the file its records' segments come from (None for
     entries without records, or when segments come from the label file itself)."""
-    none = lambda entry: None  # noqa: E731
-    if label_source == "prepared":
-        return none
-    try:
-        mapper = mapper_for(info)
-    except (RegistryError, TaxonomyError, ValueError):
-        return none
-    plan = mapper.relabeling
-    if plan is None:
-        return none
+    plan = mapper.relabeling if mapper is not None else None
+    if label_source == "prepared" or plan is None:
+        return lambda entry: None
     return lambda entry: mapper.source.segment_file(entry) if plan.index.edits(plan.group, entry.image) else None
 
 
@@ -227,17 +227,14 @@ def _releases_on_disk(registry, info, split: str, root: Path, exists) -> list[st
     return found
 
 
-def _check_first_label(status: SplitStatus, info, entry: ListEntry | None, mapper_for) -> None:
+def _check_first_label(status: SplitStatus, entry: ListEntry | None, mapper, mapper_error) -> None:
     """Decode one present label and check its ids: a folder of another release shows up here."""
     if entry is None:
         return
-    try:
-        mapper = mapper_for(info)
-    except TaxonomyError as err:  # no class list to check the ids against
-        status.state, status.problem = BAD_LABELS, str(err)
-        return
-    except RegistryError as err:
-        status.state, status.problem = BAD_LABELS, str(err)
+    if mapper_error is not None:
+        if not isinstance(mapper_error, (TaxonomyError, RegistryError)):
+            raise mapper_error
+        status.state, status.problem = BAD_LABELS, str(mapper_error)  # e.g. no class list to check the ids against
         return
     try:  # the ids only: relabel segments are counted apart (missing segment files)
         mapper.check(mapper.source.read(entry).ids, mapper.source.label_file(entry))
