@@ -15,6 +15,7 @@ from unifiedseg.data.demo import (
     DemoDataError,
     make_demo_data,
 )
+from unifiedseg.utils.fileio import format_bytes
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -23,10 +24,6 @@ def parse_size(text: str) -> tuple[int, int]:
     if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
         raise argparse.ArgumentTypeError(f"expected HEIGHTxWIDTH in pixels, e.g. 128x192, got {text!r}")
     return int(parts[0]), int(parts[1])
-
-
-def format_bytes(n: int) -> str:
-    return f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 def main(argv=None) -> int:

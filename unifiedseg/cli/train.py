@@ -1,10 +1,12 @@
-"""`python tools/train.py --config FILE [--work-dir DIR] [key=value ...]`: train a model (one process, or DDP under torchrun)."""
+"""`python tools/train.py --config FILE [--work-dir DIR] [key=value ...]`: train a model (one process, or DDP under
+torchrun). Exits FINISHED (0), STOPPED (75: resumable), ERROR (1) or USAGE (2): unifiedseg/cli/exit_codes.py."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
+from unifiedseg.cli import exit_codes
 from unifiedseg.config import ConfigError, load_config
 
 
@@ -16,7 +18,9 @@ def main(argv=None) -> int:
         epilog="examples:\n"
                "  python tools/train.py --config config/train/demo/unified.yaml\n"
                "  python tools/train.py --config config/train/1080/mseg.yaml data.root=/data/mseg train.amp=bf16\n"
-               "  torchrun --nproc_per_node 8 tools/train.py --config config/train/1080/mseg.yaml",
+               "  torchrun --nproc_per_node 8 tools/train.py --config config/train/1080/mseg.yaml\n"
+               f"exit codes: {exit_codes.FINISHED} finished, {exit_codes.STOPPED} stopped by a signal (run the same "
+               f"command to resume), {exit_codes.ERROR} failed, {exit_codes.USAGE} bad command line or config",
         formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--config", required=True, help="YAML config (with _base_ inheritance)")
     parser.add_argument("--work-dir", default=None, help="output folder (overrides work_dir)")
@@ -28,22 +32,42 @@ def main(argv=None) -> int:
         cfg = load_config(args.config, overrides)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
-        return 2
-    from unifiedseg.engine.launch import run_training  # heavy imports after the config is known good
-    from unifiedseg.engine.distributed import shutdown
+        return exit_codes.USAGE
+    from unifiedseg.engine.launch import launch_training  # heavy imports after the config is known good
+    from unifiedseg.engine.distributed import is_peer_failure, shutdown
 
     from unifiedseg.data.status import DataNotReadyError
     from unifiedseg.engine.trainer import TrainingError
     from unifiedseg.models import PretrainedLoadError
+    from unifiedseg.utils.fileio import OUT_OF_SPACE
+    from unifiedseg.utils.lock import WorkDirLockedError
 
     try:
-        run_training(cfg)
-    except (ValueError, TrainingError, PretrainedLoadError, DataNotReadyError) as err:  # the project's errors for user mistakes; bugs keep their traceback
+        outcome = launch_training(cfg)
+    except (ValueError, TrainingError, PretrainedLoadError, DataNotReadyError, WorkDirLockedError) as err:
+        # the project's errors for user mistakes; bugs keep their traceback
         print(f"error: {err}", file=sys.stderr)
-        return 1
+        return exit_codes.ERROR
+    except KeyboardInterrupt:
+        print(f"error: stopped at once by a second signal; run the same command to resume from the last checkpoint "
+              f"in {cfg.work_dir}/checkpoints", file=sys.stderr)
+        return exit_codes.STOPPED
+    except OSError as err:
+        if err.errno not in OUT_OF_SPACE:
+            raise
+        # a DiskSpaceError names the folder and the space needed; a bare ENOSPC (a log line) its file
+        text = str(err) if err.strerror is None else f"{err.strerror}: {err.filename or 'a file in ' + cfg.work_dir}"
+        print(f"error: {text}; then run the same command to resume", file=sys.stderr)
+        return exit_codes.ERROR
+    except RuntimeError as err:
+        if not is_peer_failure(err):
+            raise
+        print(f"error: another process of this job failed or was killed (its message is above): {err}".splitlines()[0],
+              file=sys.stderr)
+        return exit_codes.ERROR
     finally:
         shutdown()
-    return 0
+    return exit_codes.FINISHED if outcome.finished else exit_codes.STOPPED
 
 
 if __name__ == "__main__":

@@ -6,11 +6,19 @@ iteration and the slot in the global batch (rank * batch_size + position), so ea
 augmentation is seeded by (seed, iteration, slot, index). A run is then reproducible and resumable
 whatever the number of loader workers, and N processes draw exactly the crops one process with
 N times the batch draws.
+
+Errors in loader workers: torch re-raises an exception of a DataLoader worker in the main process as
+a RuntimeError holding the worker's traceback text. So a worker catches the project's own errors (a
+BadSampleError naming the file and list line) and sends them as the batch (`WORKER_ERROR`);
+`raise_worker_errors` around the loader raises them in the main process as they were, and the user
+reads the same one-line message as without workers.
 """
 
 from __future__ import annotations
 
 import logging
+import pickle
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -28,6 +36,8 @@ logger = logging.getLogger(__name__)
 ON_BAD_SAMPLE = ("error", "skip")
 # How many following samples a `skip` policy tries before giving up on a run of bad files.
 MAX_CONSECUTIVE_BAD = 16
+# The key of a sample (and of a batch) that carries an error from a loader worker to the main process.
+WORKER_ERROR = "worker_error"
 
 
 class SampleKey(NamedTuple):
@@ -145,7 +155,32 @@ class MultiDataset(torch.utils.data.Dataset):
         return sum(self.sizes().values())
 
     def __getitem__(self, key: SampleKey) -> dict:
-        return self.datasets[key.dataset][key]
+        try:
+            return self.datasets[key.dataset][key]
+        except Exception as err:  # noqa: BLE001 -- re-raised here, or by raise_worker_errors in the main process
+            if torch.utils.data.get_worker_info() is None or not _sendable(err):
+                raise
+            return {WORKER_ERROR: err}
+
+
+def _sendable(err: Exception) -> bool:
+    """Whether a worker sends `err` to the main process as it is: one of the project's errors (worded for
+    the user; other errors keep torch's traceback, which a bug needs) that survives pickling."""
+    if not type(err).__module__.startswith("unifiedseg."):
+        return False
+    try:
+        pickle.loads(pickle.dumps(err))
+    except Exception:  # noqa: BLE001 -- not sendable, whatever the reason
+        return False
+    return True
+
+
+def raise_worker_errors(batches: Iterator[dict]) -> Iterator[dict]:
+    """The batches of a DataLoader over a MultiDataset; an error a worker sent instead of a batch is raised."""
+    for batch in batches:
+        if WORKER_ERROR in batch:
+            raise batch[WORKER_ERROR]
+        yield batch
 
 
 class KeyedBatchSampler:
@@ -171,7 +206,11 @@ class KeyedBatchSampler:
 
 
 def collate(items: list[dict]) -> dict:
-    """Stack images and labels; keep dataset names and paths as lists; gather skipped-sample problems."""
+    """Stack images and labels; keep dataset names and paths as lists; gather skipped-sample problems. A
+    batch with a sample that failed in a loader worker is that sample's error (`WORKER_ERROR`)."""
+    failed = [item[WORKER_ERROR] for item in items if WORKER_ERROR in item]
+    if failed:
+        return {WORKER_ERROR: failed[0]}
     return {
         "image": torch.stack([item["image"] for item in items]),
         "label": torch.stack([item["label"] for item in items]),

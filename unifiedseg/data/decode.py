@@ -28,6 +28,9 @@ class BadSampleError(ValueError):
         self.path = str(path)
         self.problem = problem
 
+    def __reduce__(self):  # pickled by its two arguments: loader workers send it to the main process
+        return type(self), (self.path, self.problem)
+
 
 def read_bytes(path: str | os.PathLike) -> np.ndarray:
     try:

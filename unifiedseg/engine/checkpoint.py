@@ -9,19 +9,31 @@ under weights_only):
     taxonomy {fingerprint, kind, source, class_names}, model_config {type, backbone, num_classes}
 Checkpoints written before hooks had state hold `scheduler` and `swa` at the top level instead of
 `hooks`; they resume as well (unifiedseg.engine.hooks.legacy_hook_states).
+
+Before a write the free space is checked against the size of the newest checkpoint beside it; a full
+disk is a DiskSpaceError naming the folder. Reading a file that is not a checkpoint of ours (empty,
+truncated, text, a folder, another format, bare weights) is a one-line CheckpointError naming the
+file and what it is; `load_latest_readable` resumes from the newest checkpoint that reads, saying
+which ones it skipped.
 """
 
 from __future__ import annotations
 
+import logging
 import pickle
 import random
 import re
+import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from unifiedseg.utils.fileio import atomic_write
+from unifiedseg.utils.fileio import atomic_write, check_free_space, format_bytes
+from unifiedseg.utils.names import first_line
+
+logger = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = 1
 PERIODIC = re.compile(r"^iter_(\d+)\.pth$")
@@ -42,10 +54,21 @@ def periodic_path(work_dir, iteration: int) -> Path:
 
 
 def save_checkpoint(path, state: dict) -> None:
-    """torch.save into a temporary file beside `path`, then rename: a crash never leaves half a file."""
+    """torch.save into a temporary file beside `path`, then rename: a crash never leaves half a file.
+    DiskSpaceError, before writing, when the disk has less room than the newest checkpoint beside `path`
+    takes (and when the write meets a full disk)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, lambda handle: torch.save({"format": CHECKPOINT_FORMAT, **state}, handle))
+    expected = newest_checkpoint_size(path.parent)
+    if expected:
+        check_free_space(path.parent, expected, writing=f"{path.name} (the size of the last checkpoint)")
+    atomic_write(path, lambda handle: torch.save({"format": CHECKPOINT_FORMAT, **state}, handle), size_hint=expected)
+
+
+def newest_checkpoint_size(folder) -> int | None:
+    """The size of the most recently written checkpoint in `folder` (None when there is none)."""
+    found = [p.stat() for p in Path(folder).glob("*.pth") if p.is_file()] if Path(folder).is_dir() else []
+    return max(found, key=lambda st: st.st_mtime).st_size if found else None
 
 
 def periodic_checkpoints(work_dir) -> list[tuple[int, Path]]:
@@ -57,15 +80,6 @@ def periodic_checkpoints(work_dir) -> list[tuple[int, Path]]:
     return sorted(found)
 
 
-def latest_checkpoint(work_dir) -> Path | None:
-    """The checkpoint a `resume: auto` run continues from: the final one if present, else the newest."""
-    final = checkpoint_dir(work_dir) / FINAL_NAME
-    if final.exists():
-        return final
-    found = periodic_checkpoints(work_dir)
-    return found[-1][1] if found else None
-
-
 def prune_checkpoints(work_dir, keep: int) -> list[Path]:
     """Delete all but the newest `keep` periodic checkpoints (the final one is never deleted)."""
     found = periodic_checkpoints(work_dir)
@@ -75,23 +89,123 @@ def prune_checkpoints(work_dir, keep: int) -> list[Path]:
     return removed
 
 
+def load_latest_readable(work_dir) -> tuple[Path, dict] | None:
+    """(path, state) of the checkpoint a `resume: auto` run continues from: the final one, else the newest
+    periodic one, skipping (with a warning) any that cannot be read; None when there is none at all.
+    CheckpointError when checkpoints exist but none reads."""
+    final = checkpoint_dir(work_dir) / FINAL_NAME
+    candidates = ([final] if final.exists() else []) + [p for _, p in reversed(periodic_checkpoints(work_dir))]
+    skipped = []
+    for path in candidates:
+        try:
+            state = load_checkpoint(path)
+        except CheckpointError as err:
+            logger.warning("cannot resume from %s", err)
+            skipped.append(str(err))
+            continue
+        if skipped:
+            logger.warning("resuming from %s, the newest readable checkpoint (%d newer one%s skipped)", path,
+                           len(skipped), "s" if len(skipped) > 1 else "")
+        return path, state
+    if skipped:
+        raise CheckpointError(f"no checkpoint in {checkpoint_dir(work_dir)} can be read: " + "; ".join(skipped)
+                              + "; move them away to start afresh (or set train.resume to a checkpoint)")
+    return None
+
+
+# The first bytes of files that get mistaken for checkpoints.
+FOREIGN_FORMATS = {b"\x93NUMPY": "a NumPy .npy file", b"\x89HDF": "an HDF5 file", b"\x1f\x8b": "a gzip file",
+                   b"\x89PNG": "a PNG image", b"\xff\xd8\xff": "a JPEG image", b"\x7fELF": "a program"}
+
+
 def load_checkpoint(path, map_location="cpu") -> dict:
-    """Read a checkpoint with weights_only=True; errors say what the file is and what to do."""
+    """Read a checkpoint with weights_only=True. A file that is not one of ours is a CheckpointError of
+    one line that names it and says what it is (empty, truncated, text, another format, bare weights)."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"checkpoint {path} does not exist")
+    problem = _file_problem(path)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle's protocol warning: the error below says more
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path} holds objects other than tensors and plain values, so it is not loaded "
-                              f"(weights_only=True): {str(err).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise CheckpointError(f"{path} is not a readable PyTorch checkpoint (truncated or corrupt?): "
-                              f"{str(err).splitlines()[0]}") from None
-    if not isinstance(state, dict) or "model" not in state:
-        raise CheckpointError(f"{path} is not a unifiedseg checkpoint (no 'model' entry); to start from bare weights "
-                              f"of a backbone use model.pretrained")
+        raise CheckpointError(f"{path}: not loaded: weights_only=True reads only tensors and plain values, and this "
+                              f"file holds other objects or is not a torch.save file ({_unpickler_reason(err)})") from None
+    except Exception as err:  # noqa: BLE001 -- a damaged file raises RuntimeError, EOFError, KeyError, ValueError...
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
+                              f"{type(err).__name__}: {first_line(err)}") from None
+    problem = _contents_problem(state)
+    if problem is not None:
+        raise CheckpointError(f"{path}: {problem}")
     return state
+
+
+def _unpickler_reason(err: Exception) -> str:
+    """The line of torch's weights_only refusal that says what was refused (the rest is boilerplate)."""
+    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
+    lines = [line.replace("WeightsUnpickler error:", "").strip() for line in str(err).splitlines()]
+    reasons = [line for line in lines if line and not line.startswith(boilerplate)]
+    return reasons[0] if reasons else first_line(err)
+
+
+def _file_problem(path: Path) -> str | None:
+    """What makes `path` unreadable as a checkpoint before torch tries it, or None."""
+    if path.is_dir():
+        return "is a folder, not a checkpoint file"
+    size = path.stat().st_size
+    if size == 0:
+        return "is empty (0 bytes): a write that was cut short, or a copy of one"
+    with open(path, "rb") as handle:
+        head = handle.read(64)
+    if head.startswith(b"PK\x03\x04"):  # a zip archive: what torch.save writes
+        try:
+            with zipfile.ZipFile(path) as archive:
+                names = archive.namelist()
+        except (zipfile.BadZipFile, OSError, EOFError):
+            return (f"is truncated or corrupt ({format_bytes(size)}; the end of its zip archive is missing: "
+                    f"a write or copy that was cut short?)")
+        if not any(name == "data.pkl" or name.endswith("/data.pkl") for name in names):
+            return (f"is a zip archive but not a PyTorch checkpoint (no data.pkl; it holds "
+                    f"{', '.join(names[:5]) or 'nothing'}{', ...' if len(names) > 5 else ''})")
+        return None
+    if head.startswith(b"\x80"):  # a pickle: torch's legacy format (or a plain pickle, refused by weights_only)
+        return None
+    for magic, kind in FOREIGN_FORMATS.items():
+        if head.startswith(magic):
+            return f"is {kind}, not a PyTorch checkpoint"
+    if len(head) > 10 and head[8:10] == b'{"':
+        return "is a safetensors file, not a unifiedseg checkpoint; bare weights go in model.pretrained"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError as err:  # the 64 bytes may end inside a character
+        text = head[:err.start].decode("utf-8") if err.start >= len(head) - 3 else ""
+    if text.strip() and all(c.isprintable() or c.isspace() for c in text):
+        return f"is a text file, not a PyTorch checkpoint (it starts with {text.strip().splitlines()[0][:40]!r})"
+    return f"is not a PyTorch checkpoint (unknown format; it starts with bytes {head[:8].hex(' ')})"
+
+
+def _contents_problem(state) -> str | None:
+    """What makes a loaded object other than a unifiedseg checkpoint, or None."""
+    if not isinstance(state, dict):
+        return f"holds an object of type {type(state).__name__}, not a unifiedseg checkpoint (a dict with 'model', 'iteration', ...)"
+    if "model" not in state:
+        if state and all(isinstance(v, torch.Tensor) for v in state.values()):
+            return (f"holds bare weights ({len(state)} tensors), not a unifiedseg checkpoint; to start from them "
+                    f"use model.pretrained")
+        found = ", ".join(repr(k) for k in list(state)[:6]) or "none"
+        other = " (state_dict: MMSegmentation / Lightning?)" if "state_dict" in state else ""
+        return (f"is not a unifiedseg checkpoint (no 'model' entry; entries: {found}){other}; to start from bare "
+                f"weights of a backbone use model.pretrained")
+    if not isinstance(state["model"], dict):
+        return f"its 'model' entry is of type {type(state['model']).__name__}, not a state_dict"
+    written = state.get("format", CHECKPOINT_FORMAT)
+    if not isinstance(written, int) or written > CHECKPOINT_FORMAT:
+        return (f"was written in checkpoint format {written!r}; this version of unifiedseg reads format "
+                f"{CHECKPOINT_FORMAT} and older: update unifiedseg")
+    return None
 
 
 def check_compatible(state: dict, *, path, fingerprint: str, taxonomy_source: str, model_config: dict) -> None:

@@ -1,14 +1,27 @@
-"""Process-group set-up for one process or DDP under torchrun (NCCL on GPUs, gloo on CPU)."""
+"""Process-group set-up for one process or DDP under torchrun (NCCL on GPUs, gloo on CPU), and the
+ways a failure of one rank reaches the others: `on_main_rank` hands the main rank's error to every
+rank; `is_peer_failure` recognises the collective that fails when another rank died."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 import torch.distributed as dist
 
 from unifiedseg.constants import DEVICES
+
+T = TypeVar("T")
+# What a collective says when another rank's process has gone (gloo, NCCL, the TCP store).
+PEER_GONE_WORDS = ("Connection closed by peer", "Connection reset by peer", "Broken pipe", "remote process exited",
+                   "NCCL communicator was aborted")
+
+
+class PeerFailedError(RuntimeError):
+    """Another rank failed; the message is its error, named by rank."""
 
 
 @dataclass(frozen=True)
@@ -78,3 +91,33 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     dist.all_gather_object(gathered, dict(values))
     keys = list(dict.fromkeys(key for rank_values in gathered for key in rank_values))
     return {key: sum(v[key] for v in gathered if key in v) / sum(key in v for v in gathered) for key in keys}
+
+
+def on_main_rank(fn: Callable[[], T], *, is_main: bool) -> T | None:
+    """`fn()` on the main rank only (its result there, None elsewhere). Under DDP the ranks then agree:
+    when it raised, the main rank re-raises its error and every other rank raises PeerFailedError with
+    its message, instead of waiting in the next collective for a rank that has left."""
+    result, error = None, None
+    if is_main:
+        try:
+            result = fn()
+        except Exception as err:  # noqa: BLE001 -- re-raised below, on every rank
+            error = err
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+        box = [None if error is None else f"{type(error).__name__}: {error}"]
+        dist.broadcast_object_list(box, src=0)
+        if box[0] is not None and not is_main:
+            raise PeerFailedError(f"rank 0 failed: {box[0]}")
+    if error is not None:
+        raise error
+    return result
+
+
+def is_peer_failure(err: BaseException) -> bool:
+    """Whether `err` is this rank learning that another rank failed or was killed (PeerFailedError, or a
+    collective whose connection to a rank that died broke)."""
+    if isinstance(err, PeerFailedError):
+        return True
+    backend_error = getattr(dist, "DistError", ())
+    return isinstance(err, backend_error) or (isinstance(err, RuntimeError)
+                                              and any(words in str(err) for words in PEER_GONE_WORDS))

@@ -52,7 +52,7 @@ import torch
 from tqdm import tqdm
 
 from unifiedseg.engine.checkpoint import FINAL_NAME, checkpoint_dir, periodic_path, prune_checkpoints, save_checkpoint
-from unifiedseg.engine.distributed import average_across_ranks, barrier
+from unifiedseg.engine.distributed import average_across_ranks, on_main_rank
 from unifiedseg.engine.trainer import Hook, Trainer
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 from unifiedseg.evaluation.metrics import format_metric, json_metric
@@ -274,22 +274,29 @@ class CheckpointHook(Hook):
     """Main rank writes: every `interval` steps a periodic checkpoint (the newest `keep` are kept), at the
     end `final.pth`, and on a stop request (signal) a checkpoint of the current iteration. A checkpoint
     is `state(trainer)` (model, optimizer, data position, ...) with `trainer.state_dict()` (iteration,
-    counters, hook states)."""
+    counters, hook states). `before_final(trainer)` runs on the main rank just before final.pth is
+    written (the run's final metrics: on disk even when the checkpoint does not fit). When a write
+    fails (a full disk), every rank raises: the main rank its error, the others PeerFailedError."""
 
-    def __init__(self, *, work_dir: Path, interval: int, keep: int, state: Callable[[Trainer], dict], is_main: bool):
+    def __init__(self, *, work_dir: Path, interval: int, keep: int, state: Callable[[Trainer], dict], is_main: bool,
+                 before_final: Callable[[Trainer], None] | None = None):
         self.work_dir = Path(work_dir)
         self.interval = interval
         self.keep = keep
         self.state = state
         self.is_main = is_main
+        self.before_final = before_final
         self.last_saved: Path | None = None
 
-    def save(self, path: Path, trainer: Trainer) -> None:
-        if self.is_main:
+    def save(self, path: Path, trainer: Trainer, before: Callable[[Trainer], None] | None = None) -> None:
+        def write() -> None:
+            if before is not None:
+                before(trainer)
             save_checkpoint(path, {**self.state(trainer), **trainer.state_dict()})
             self.last_saved = path
             logger.info("saved checkpoint %s", path)
-        barrier()
+
+        on_main_rank(write, is_main=self.is_main)  # the other ranks wait for it, and learn of its failure
 
     def after_step(self, trainer: Trainer) -> None:
         if self.interval > 0 and trainer.iter % self.interval == 0 and not trainer.finished:
@@ -301,7 +308,7 @@ class CheckpointHook(Hook):
         if trainer.exception is not None:
             return
         if trainer.finished:
-            self.save(checkpoint_dir(self.work_dir) / FINAL_NAME, trainer)
+            self.save(checkpoint_dir(self.work_dir) / FINAL_NAME, trainer, before=self.before_final)
         elif trainer.stop_requested and trainer.iter > trainer.start_iter:
             self.save(periodic_path(self.work_dir, trainer.iter), trainer)
 

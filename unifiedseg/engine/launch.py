@@ -1,6 +1,10 @@
 """Build a training run from a checked config and run it: taxonomy, data, the Segmentor (network and
 losses), optimizer, schedule, resume, hooks (in the order unifiedseg/engine/hooks.py documents); at the
 end `final_metrics.json` beside the checkpoints and the resolved config.
+
+One run per work dir: the main rank holds the work dir's lock (`train.lock`, naming its host and pid)
+for the whole run; a second run on it is refused, a lock left by a run that is gone is taken over with
+a warning. With the lock held, the temporary files of writes that a kill interrupted are removed.
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -15,14 +20,14 @@ from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config
 from unifiedseg.config.builders import build_model_for, build_segmentor, training_converter
-from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate
+from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate, raise_worker_errors
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
 from unifiedseg.data.transforms import TrainTransform, ValTransform
 from unifiedseg.engine import checkpoint as ckpt
-from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
+from unifiedseg.engine.distributed import DistContext, barrier, init_distributed, on_main_rank
 from unifiedseg.engine.hooks import (CheckpointHook, LoggingHook, LRScheduleHook, StopOnSignalHook, SWAHook,
                                      TrainingMIoUHook, ValidationHook, build_hooks, ignore_stop_signals,
                                      legacy_hook_states)
@@ -32,13 +37,27 @@ from unifiedseg.evaluation.validate import summarize, validate
 from unifiedseg.losses import build_losses
 from unifiedseg.models import convert_sync_batchnorm
 from unifiedseg.optim import build_optimizer, build_scheduler, build_swa, check_clip_cfg, format_param_groups
-from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.fileio import atomic_write_text, format_bytes, remove_interrupted_writes
+from unifiedseg.utils.lock import WorkDirLock, describe_holder
 from unifiedseg.utils.plain import to_plain
 from unifiedseg.utils.precision import make_grad_scaler, resolve_amp
 
 logger = logging.getLogger("unifiedseg")
 # Batches for recomputing batch-norm statistics of the SWA model at the end.
 SWA_BN_BATCHES = 50
+WORK_DIR_ADVICE = ("wait for it to end or stop it, or give this run another work dir (tools/train.py --work-dir DIR, "
+                   "or the override work_dir=DIR)")
+
+
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """How a run ended: `finished` when every iteration ran (final.pth and final_metrics.json written),
+    else it stopped early (a signal or a hook) after a checkpoint, and the same command resumes it."""
+
+    finished: bool
+    iteration: int
+    max_iters: int
+    metrics: dict = field(default_factory=dict)  # the final validation metrics (empty when stopped or unvalidated)
 
 
 def setup_logging(work_dir: Path, is_main: bool) -> None:
@@ -93,12 +112,40 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging hook, at
     each hook point (unifiedseg/engine/hooks.py documents the order).
     """
+    return launch_training(cfg, extra_hooks).metrics
+
+
+def launch_training(cfg: DictConfig, extra_hooks: tuple = ()) -> TrainingOutcome:
+    """`run_training`, telling also whether the run finished (see TrainingOutcome). WorkDirLockedError
+    when another live run holds the work dir."""
     dist = init_distributed(cfg.train.device)
     work_dir = Path(cfg.work_dir)
     if dist.is_main:
         work_dir.mkdir(parents=True, exist_ok=True)
     barrier()
     setup_logging(work_dir, dist.is_main)
+    lock = WorkDirLock(work_dir, advice=WORK_DIR_ADVICE)
+    try:
+        on_main_rank(lambda: claim_work_dir(lock), is_main=dist.is_main)  # every rank stops when it is taken
+        return _train(cfg, extra_hooks, dist, work_dir)
+    finally:
+        lock.release()
+
+
+def claim_work_dir(lock: WorkDirLock) -> None:
+    """Take the work dir's lock (a stale one with a warning), then remove what interrupted writes left."""
+    stale = lock.acquire()
+    if stale:
+        logger.warning("took over the lock of a training run that is no longer running (%s)", describe_holder(stale))
+    work_dir = lock.path.parent
+    removed = remove_interrupted_writes(work_dir) + remove_interrupted_writes(ckpt.checkpoint_dir(work_dir))
+    if removed:
+        logger.warning("removed %d temporary file%s of writes that were interrupted (%s): %s", len(removed),
+                       "s" if len(removed) > 1 else "", format_bytes(sum(size for _, size in removed)),
+                       ", ".join(path.name for path, _ in removed))
+
+
+def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Path) -> TrainingOutcome:
     torch.manual_seed(cfg.train.seed + dist.rank)
     amp = resolve_amp(cfg.train.amp, cfg.train.opt_level)
     config_hooks = build_hooks(to_plain(cfg.train.hooks))  # a bad hook type fails here, before any data is read
@@ -109,9 +156,10 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     num_classes = converter.num_classes
     root = prepare_data_root(cfg, dist)
     registry = DatasetRegistry.load(extra_files=list(cfg.data.registry_files))
-    if dist.is_main:  # one process stats the files (a launcher stops the others when it fails)
-        require_data(registry, root, data_requests(cfg), label_source=cfg.data.label_source,
-                     mapper_for=lambda info: build_label_mapper(info, converter, mode=cfg.data.label_source, data_root=root))
+    on_main_rank(lambda: require_data(  # one process stats the files; all stop when they are not ready
+        registry, root, data_requests(cfg), label_source=cfg.data.label_source,
+        mapper_for=lambda info: build_label_mapper(info, converter, mode=cfg.data.label_source, data_root=root)),
+        is_main=dist.is_main)
     loss_cfg = to_plain(cfg.loss)
     loss_set = build_losses(loss_cfg.get("loss_decode", {"type": "CrossEntropyLoss"}), num_classes,
                             sampler=loss_cfg.get("sampler"), ignore_index=converter.ignore_index)
@@ -198,7 +246,7 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main)
     hooks: list[Hook] = [LRScheduleHook(scheduler=scheduler, swa=swa)]
     if swa is not None:
-        hooks.append(SWAHook(swa=swa, bn_loader=lambda: iter(loader_for_bn(multi, sampler, cfg)),
+        hooks.append(SWAHook(swa=swa, bn_loader=lambda: raise_worker_errors(iter(loader_for_bn(multi, sampler, cfg))),
                              bn_forward=lambda model, batch: averaged.predict_logits(batch["image"]),
                              bn_batches=SWA_BN_BATCHES))
     hooks.append(StopOnSignalHook())
@@ -206,12 +254,22 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         if val_sets else None
     if validation is not None:
         hooks.append(validation)
+    def write_final_metrics(trainer: Trainer) -> None:
+        """final_metrics.json, written before final.pth: a disk too full for the checkpoint keeps them."""
+        metrics = validation.last_metrics if validation is not None else {}
+        final = {"iteration": trainer.iter, "taxonomy_fingerprint": converter.fingerprint(), **(metrics or {}),
+                 "nonfinite_skipped": trainer.nonfinite_total, "fp16_overflow_skipped": trainer.overflow_total,
+                 "bad_samples_skipped": trainer.bad_sample_total}
+        atomic_write_text(work_dir / "final_metrics.json", json.dumps(final, indent=1) + "\n")
+
     hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
-                                keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
+                                keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main,
+                                before_final=write_final_metrics))
     hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index, enabled=dist.is_main))
     hooks += config_hooks + list(extra_hooks)
     hooks.append(logging_hook)
-    batches = iter(loader)
+    loader_batches = iter(loader)
+    batches = raise_worker_errors(loader_batches)  # a worker's error arrives as the error it was
     trainer = Trainer(model=train_model, batches=batches, optimizer=optimizer, max_iters=max_iters,
                       accumulate_grad=accumulate, clip_grad=check_clip_cfg(cfg.clip_grad), amp=amp, scaler=scaler,
                       max_nonfinite_steps=cfg.train.max_nonfinite_steps, hooks=hooks)
@@ -221,23 +279,19 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     try:
         trainer.train()
     finally:
-        if hasattr(batches, "_shutdown_workers"):  # loader processes end with the run, not at garbage collection
-            batches._shutdown_workers()
+        if hasattr(loader_batches, "_shutdown_workers"):  # loader processes end with the run, not at garbage collection
+            loader_batches._shutdown_workers()
     if not trainer.finished:
         logger.warning("stopped at iteration %d of %d; run the same command again to resume", trainer.iter, max_iters)
-        return {}
+        return TrainingOutcome(finished=False, iteration=trainer.iter, max_iters=max_iters)
     metrics = validation.last_metrics if validation is not None else {}
     if dist.is_main:
-        final = {"iteration": trainer.iter, "taxonomy_fingerprint": converter.fingerprint(), **(metrics or {}),
-                 "nonfinite_skipped": trainer.nonfinite_total, "fp16_overflow_skipped": trainer.overflow_total,
-                 "bad_samples_skipped": trainer.bad_sample_total}
-        atomic_write_text(work_dir / "final_metrics.json", json.dumps(final, indent=1) + "\n")
         if metrics:
             print(f"validation mIoU: {format_metric(metrics['miou'], digits=4, percent=False)} ("
                   + ", ".join(f"{d} {format_metric(m['miou'], digits=4, percent=False)}"
                               for d, m in metrics["datasets"].items()) + ")")
         print(f"final checkpoint and metrics in {work_dir}")
-    return metrics
+    return TrainingOutcome(finished=True, iteration=trainer.iter, max_iters=max_iters, metrics=metrics or {})
 
 
 def validation_names(cfg: DictConfig) -> list[str]:
@@ -274,15 +328,15 @@ def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter
     checkpoint (its iteration, counters and hook states are the trainer's to load). load_from: the
     weights only, and None; neither: None."""
     resume = cfg.train.resume
-    path = None
-    if resume == "auto":
-        path = ckpt.latest_checkpoint(work_dir)
+    path, state = None, None
+    if resume == "auto":  # the newest checkpoint that reads (unreadable newer ones are skipped, with a warning)
+        path, state = ckpt.load_latest_readable(work_dir) or (None, None)
     elif resume:
         path = Path(resume)
+        state = ckpt.load_checkpoint(path)
     identity = dict(fingerprint=converter.fingerprint(), taxonomy_source=f"{converter.kind} {converter.source}",
                     model_config=model_cfg)
     if path is not None:
-        state = ckpt.load_checkpoint(path)
         ckpt.check_compatible(state, path=path, **identity)
         saved_accumulate = state.get("accumulate_grad", 1)
         if saved_accumulate != cfg.train.accumulate_grad:
@@ -306,4 +360,4 @@ def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter
     return None
 
 
-__all__ = ["run_training", "TrainingError"]
+__all__ = ["launch_training", "run_training", "TrainingError", "TrainingOutcome"]

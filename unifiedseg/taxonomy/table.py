@@ -94,7 +94,7 @@ def format_cell(entries: list[CellEntry]) -> str:
 def load_names(path: Path) -> list[str]:
     """Read a class-name list: line i (from 0) names label id i; a trailing newline is optional."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
+        text = Path(path).read_text(encoding="utf-8-sig")  # a byte order mark is not part of the first name
     except OSError as err:
         raise TaxonomyError(f"cannot read class-name list {path}: {err.strerror}") from err
     lines = text.replace("\r\n", "\n").split("\n")
@@ -215,6 +215,8 @@ def resolve_tsv(tsv: str | os.PathLike) -> Path:
     path = Path(text)
     if not path.exists():
         raise TaxonomyError(f"taxonomy TSV {path} does not exist")
+    if path.is_dir():
+        raise TaxonomyError(f"taxonomy TSV {path} is a folder, not a .tsv file")
     return path
 
 
@@ -228,6 +230,7 @@ class TaxonomyTable:
     newline: str = "\n"
     trailing_newline: bool = True
     meta: TaxonomyMeta = field(default_factory=TaxonomyMeta)
+    byte_order_mark: bool = False  # the file began with a UTF-8 byte order mark (some editors add one); kept on write
     _names_cache: dict = field(default_factory=dict, repr=False, compare=False)
 
     # ---- reading and writing -------------------------------------------------------------------
@@ -242,6 +245,8 @@ class TaxonomyTable:
 
     @classmethod
     def parse(cls, text: str, path: Path | None = None, meta: TaxonomyMeta | None = None) -> "TaxonomyTable":
+        bom = text.startswith("\ufeff")
+        text = text.removeprefix("\ufeff")
         newline = "\r\n" if "\r\n" in text else "\n"
         lines = text.replace("\r\n", "\n").split("\n")
         trailing = bool(lines) and lines[-1] == ""
@@ -252,11 +257,12 @@ class TaxonomyTable:
         header = lines[0].split("\t")
         rows = [line.split("\t") for line in lines[1:]]
         return cls(header=header, rows=rows, path=path, newline=newline, trailing_newline=trailing,
-                   meta=meta or TaxonomyMeta())
+                   meta=meta or TaxonomyMeta(), byte_order_mark=bom)
 
     def to_text(self) -> str:
         lines = ["\t".join(self.header)] + ["\t".join(row) for row in self.rows]
-        return self.newline.join(lines) + (self.newline if self.trailing_newline else "")
+        return (("\ufeff" if self.byte_order_mark else "") + self.newline.join(lines)
+                + (self.newline if self.trailing_newline else ""))
 
     def write(self, path: str | os.PathLike) -> None:
         """Write atomically: a temporary file in the same folder, then a rename."""
@@ -264,7 +270,8 @@ class TaxonomyTable:
 
     def copy(self) -> "TaxonomyTable":
         return TaxonomyTable(header=list(self.header), rows=[list(r) for r in self.rows], path=self.path,
-                             newline=self.newline, trailing_newline=self.trailing_newline, meta=self.meta)
+                             newline=self.newline, trailing_newline=self.trailing_newline, meta=self.meta,
+                             byte_order_mark=self.byte_order_mark)
 
     # ---- positions -----------------------------------------------------------------------------
     @staticmethod
