@@ -34,7 +34,7 @@ def main(argv=None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return exit_codes.USAGE
     from unifiedseg.engine.launch import launch_training  # heavy imports after the config is known good
-    from unifiedseg.engine.distributed import is_peer_failure, shutdown
+    from unifiedseg.engine.distributed import PeerFailedError, is_peer_failure, shutdown
 
     from unifiedseg.data.status import DataNotReadyError
     from unifiedseg.engine.trainer import TrainingError
@@ -62,8 +62,10 @@ def main(argv=None) -> int:
     except RuntimeError as err:
         if not is_peer_failure(err):
             raise
-        print(f"error: another process of this job failed or was killed (its message is above): {err}".splitlines()[0],
-              file=sys.stderr)
+        # rank 0's error, handed over (PeerFailedError); else a collective broke because a rank has gone
+        print(f"error: {err}" if isinstance(err, PeerFailedError) else
+              "error: another process of this job failed or was killed (its message is above); run the same "
+              "command to resume from the last checkpoint", file=sys.stderr)
         return exit_codes.ERROR
     finally:
         shutdown()

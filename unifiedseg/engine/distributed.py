@@ -58,7 +58,13 @@ def init_distributed(device_preference: str = "auto") -> DistContext:
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
     device = choose_device(device_preference, local_rank)
     if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")
+        # torchrun's store outlives a restart of the workers (--max-restarts): a restarted group could read
+        # the addresses the group before it left there, and gloo then fails to connect (or hangs). Each
+        # attempt gets its own keys.
+        store, _, _ = next(dist.rendezvous("env://"))
+        attempt = os.environ.get("TORCHELASTIC_RESTART_COUNT", "0")
+        dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo", rank=rank, world_size=world_size,
+                                store=dist.PrefixStore(f"unifiedseg/attempt_{attempt}/", store))
     return DistContext(rank=rank, world_size=world_size, local_rank=local_rank, device=device)
 
 

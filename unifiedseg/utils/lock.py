@@ -29,7 +29,8 @@ _HELD: set[str] = set()  # lock files this process holds
 
 
 class WorkDirLockedError(RuntimeError):
-    """Another live process holds the folder's lock; the message names it and what to do."""
+    """The folder's lock cannot be had: another live process holds it (the message names it and what to
+    do), or the folder's file system has no locks."""
 
 
 def describe_holder(holder: dict) -> str:
@@ -68,7 +69,8 @@ class WorkDirLock:
                 if err.errno in (errno.EACCES, errno.EAGAIN):
                     raise WorkDirLockedError(f"{self.path.parent} is in use by another run ({describe_holder(holder)}; "
                                              f"lock file {self.path}); {self.advice}") from None
-                raise
+                raise WorkDirLockedError(f"cannot lock {self.path}: {err.strerror} (a file system without locks, as some "
+                                         f"network file systems are?); use a folder on another disk") from None
             try:  # the holder may have released (deleted) the file between our open and our lock
                 same = os.fstat(fd).st_ino == os.stat(self.path).st_ino
             except FileNotFoundError:
