@@ -181,9 +181,9 @@ def test_numbers_in_every_spelling_in_yaml_and_overrides(tmp_path, where, text):
 
 
 def test_a_bad_config_value_stops_before_any_model_is_built(tmp_path, capsys, monkeypatch):
-    from unifiedseg.config import builders
+    from unifiedseg.engine import launch
 
-    monkeypatch.setattr(builders, "build_model_for", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr(launch, "build_model_for", lambda *a, **k: pytest.fail("a model was built"))
     assert train_main(["--config", str(DEMO_CONFIG), f"work_dir={tmp_path}", "optimizer.lr=1e-3",
                        "optimizer.weight_decay=5e-4x"]) == exit_codes.USAGE
     assert "optimizer.weight_decay: must be a number" in capsys.readouterr().err
