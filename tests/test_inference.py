@@ -316,8 +316,10 @@ def test_the_predictor_loads_a_checkpoint_and_predicts_the_model_label_space(tra
     assert isinstance(segmentor, Segmentor)
     mean, std = np.array(cfg.data.augmentation.mean), np.array(cfg.data.augmentation.std)
     tensor = torch.from_numpy(((image - mean) / std).transpose(2, 0, 1).astype(np.float32))[None]
-    with torch.no_grad():
-        direct = segmentor.network(tensor)["logits"].softmax(1)[0].numpy()
+    with torch.no_grad():  # HRNet: pad 40 x 56 to 64 x 64, logits at stride 4 upsampled and cropped
+        stride4 = segmentor.network(F.pad(tensor, (0, 8, 0, 24)))["logits"]
+        upsampled = F.interpolate(stride4, size=(64, 64), mode="bilinear", align_corners=False)
+        direct = upsampled[..., :40, :56].softmax(1)[0].numpy()
         via_uint8 = segmentor.predict_logits(torch.from_numpy(image.transpose(2, 0, 1))[None]).softmax(1)[0].numpy()
     assert np.allclose(probs, direct, atol=1e-5) and np.allclose(probs, via_uint8, atol=1e-5)
     prediction = predictor.predict(image)

@@ -20,7 +20,7 @@ from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
-from unifiedseg.data.transforms import TrainTransform, ValTransform
+from unifiedseg.data.transforms import TrainTransform, ValTransform, augmentation_kwargs
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed
 from unifiedseg.engine.hooks import (CheckpointHook, LoggingHook, LRScheduleHook, StopOnSignalHook, SWAHook,
@@ -72,10 +72,8 @@ def prepare_data_root(cfg: DictConfig, dist: DistContext) -> Path:
 
 
 def augmentation(cfg: DictConfig) -> TrainTransform:
-    aug = to_plain(cfg.data.augmentation)
-    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
     # uint8 crops always: the Segmentor normalises on the device (data.normalize_on_device is a no-op)
-    return TrainTransform(**tuples, normalize=False)
+    return TrainTransform(**augmentation_kwargs(cfg.data.augmentation))
 
 
 def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -> None:
@@ -252,8 +250,7 @@ def data_requests(cfg: DictConfig) -> list[SplitRequest]:
 
 def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:
     names = validation_names(cfg)
-    transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
-                             std=tuple(cfg.data.augmentation.std), normalize=False)  # the Segmentor normalises
+    transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean))
     return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,
                                                     transform=transform, on_bad_sample=cfg.data.on_bad_sample,
                                                     label_source=cfg.data.label_source,
