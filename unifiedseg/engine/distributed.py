@@ -78,3 +78,13 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     dist.all_gather_object(gathered, dict(values))
     keys = list(dict.fromkeys(key for rank_values in gathered for key in rank_values))
     return {key: sum(v[key] for v in gathered if key in v) / sum(key in v for v in gathered) for key in keys}
+
+
+def names_across_ranks(names: list[str]) -> list[str]:
+    """The union of every process's `names` (rank 0's first, then the others' new ones); the names
+    themselves in one process. Every process must call it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(dict.fromkeys(names))
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(names))
+    return list(dict.fromkeys(name for rank_names in gathered for name in rank_names))

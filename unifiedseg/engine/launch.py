@@ -88,8 +88,8 @@ def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -
 def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     """Train as configured; returns the final validation metrics (empty when stopped early).
 
-    `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging hook, at
-    each hook point (unifiedseg/engine/hooks.py documents the order).
+    `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging and
+    checkpoint hooks, at each hook point (unifiedseg/engine/hooks.py documents the order).
     """
     dist = init_distributed(cfg.train.device)
     work_dir = Path(cfg.work_dir)
@@ -191,9 +191,10 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
             "accumulate_grad": accumulate,
         }
 
-    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, validation, the final checkpoint,
-    # training mIoU, the config's hooks, extra_hooks, and the logging hook (which closes TensorBoard) last.
-    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main)
+    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, signals, validation, training mIoU,
+    # the config's hooks, extra_hooks, logging, and the checkpoints last (they hold every hook's state).
+    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main,
+                               checkpoint_interval=cfg.train.checkpoint_interval)
     hooks: list[Hook] = [LRScheduleHook(scheduler=scheduler, swa=swa)]
     if swa is not None:
         hooks.append(SWAHook(swa=swa, bn_loader=lambda: iter(loader_for_bn(multi, sampler, cfg)),
@@ -204,11 +205,11 @@ def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
         if val_sets else None
     if validation is not None:
         hooks.append(validation)
-    hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
-                                keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
-    hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index, enabled=dist.is_main))
+    hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index))
     hooks += config_hooks + list(extra_hooks)
     hooks.append(logging_hook)
+    hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
+                                keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main))
     batches = iter(loader)
     trainer = Trainer(model=train_model, batches=batches, optimizer=optimizer, max_iters=max_iters,
                       accumulate_grad=accumulate, clip_grad=check_clip_cfg(cfg.clip_grad), amp=amp, scaler=scaler,
