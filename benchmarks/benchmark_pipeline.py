@@ -29,7 +29,6 @@ def main(argv=None) -> int:
     parser.add_argument("--dataset", required=True, help="registry dataset whose label release the files are in")
     parser.add_argument("--taxonomy", default="mseg", help="unified taxonomy TSV (default: mseg)")
     parser.add_argument("--num-crops", type=int, default=100)
-    parser.add_argument("--uint8", action="store_true", help="leave normalisation to the device (uint8 crops)")
     parser.add_argument("--no-reduced-decoding", action="store_true", help="always decode JPEGs at full size")
     parser.add_argument("--compare", action="store_true", help="also time the sequential reference and decoding floor")
     args = parser.parse_args(argv)
@@ -40,7 +39,7 @@ def main(argv=None) -> int:
         list_path = Path(args.list) if Path(args.list).is_absolute() else Path(args.root) / args.list
         dataset = SegmentationDataset(name=info.name, entries=read_list(list_path, Path(args.root)),
                                       label_mapper=build_label_mapper(info, converter),
-                                      transform=train_transform_for(args.resolution, normalize=not args.uint8),
+                                      transform=train_transform_for(args.resolution),
                                       reduced_decoding=not args.no_reduced_decoding)
     except (RegistryError, ListFileError, TaxonomyError) as err:
         print(f"error: {err}", file=sys.stderr)

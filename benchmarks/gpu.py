@@ -127,8 +127,7 @@ def loader_rate(sizes: Sizes, workers: int, folder: Path) -> float:
     converter = TaxonomyConverter.from_tsv("mseg", train_datasets=["cityscapes-34"], test_datasets=[])
     dataset = SegmentationDataset(name=info.name, entries=read_list(folder / "list.txt", folder),
                                   label_mapper=build_label_mapper(info, converter),
-                                  transform=TrainTransform(short_side=1080, crop_size=(sizes.crop, sizes.crop),
-                                                           normalize=False))
+                                  transform=TrainTransform(short_side=1080, crop_size=(sizes.crop, sizes.crop)))
     loader = torch.utils.data.DataLoader(dataset, batch_size=1, num_workers=workers, collate_fn=collate,
                                          sampler=torch.utils.data.RandomSampler(dataset, replacement=True,
                                                                                 num_samples=sizes.loader_crops + workers))

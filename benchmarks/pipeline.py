@@ -68,17 +68,16 @@ def main(argv=None) -> int:
         naive = NaiveTaxonomyConverter.from_tsv("mseg", train_datasets=NAIVE_DATASETS, test_datasets=[])
         wide_mapper = build_label_mapper(info, naive)
         results = {}
-        for name, normalize, reduced, label_mapper in [
-                ("fused, normalised float32", True, True, mapper),
-                ("fused, uint8 out (normalise on device)", False, True, mapper),
-                ("fused, uint8 out, no reduced JPEG decoding", False, False, mapper),
-                (f"fused, uint8 out, {naive.num_classes}-class uint16 labels", False, True, wide_mapper)]:
+        for name, reduced, label_mapper in [
+                ("fused, uint8 out (normalise on device)", True, mapper),
+                ("fused, uint8 out, no reduced JPEG decoding", False, mapper),
+                (f"fused, uint8 out, {naive.num_classes}-class uint16 labels", True, wide_mapper)]:
             dataset = SegmentationDataset(name=info.name, entries=entries, label_mapper=label_mapper,
-                                          transform=train_transform_for(1080, normalize=normalize),
+                                          transform=train_transform_for(1080),
                                           reduced_decoding=reduced)
             results[name] = time_fused(dataset, args.num_crops, progress=False)
         dataset = SegmentationDataset(name=info.name, entries=entries, label_mapper=mapper,
-                                      transform=train_transform_for(1080, normalize=False))
+                                      transform=train_transform_for(1080))
         reference = time_sequential(dataset, max(20, args.num_crops // 4), progress=False)
         image, label = time_decode_floor(dataset, args.frames, progress=False)
     print(f"machine: {platform.machine()}, 1 thread (cv2 and torch); 1080p frames, 713x713 crops; "

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from unifiedseg.constants import IMAGENET_STD
 from unifiedseg.data.dataset import SampleKey, SegmentationDataset
 from unifiedseg.data.decode import read_image, read_label
 from unifiedseg.data.transforms import TrainTransform, sequential_reference
@@ -25,11 +26,11 @@ def limit_to_one_thread() -> None:
     torch.set_num_threads(1)
 
 
-def train_transform_for(resolution: int, normalize: bool = True) -> TrainTransform:
+def train_transform_for(resolution: int) -> TrainTransform:
     if resolution not in CROP_FOR_RESOLUTION:
         raise ValueError(f"resolution must be one of {sorted(CROP_FOR_RESOLUTION)}, got {resolution}")
     crop = CROP_FOR_RESOLUTION[resolution]
-    return TrainTransform(short_side=resolution, crop_size=(crop, crop), normalize=normalize)
+    return TrainTransform(short_side=resolution, crop_size=(crop, crop))
 
 
 @dataclass
@@ -61,7 +62,7 @@ def time_sequential(dataset: SegmentationDataset, num_crops: int, progress: bool
     label mapping and normalisation, with the same random parameters as the fused path."""
     transform = dataset.transform
     mean = torch.tensor(transform.mean, dtype=torch.float32).view(3, 1, 1)
-    std = torch.tensor(transform.std, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=torch.float32).view(3, 1, 1)
     start = time.perf_counter()
     for i in tqdm(range(num_crops), desc="sequential reference", unit="crop", disable=not progress):
         entry = dataset.entries[i % len(dataset)]

@@ -507,7 +507,7 @@ def part_crops(args) -> dict:
     layout = json.loads((root / "layout.json").read_text())
     registry = load_registry()
     converter = converter_for_training()
-    transform = train_transform_for(1080, normalize=False)
+    transform = train_transform_for(1080)
     sets = {}
     for spec in SPECS:
         info = registry.get(spec.name)
@@ -584,7 +584,7 @@ def startup_child(root: Path) -> dict:
     limit_to_one_thread()
     registry = load_registry()
     converter = converter_for_training()
-    transform = train_transform_for(1080, normalize=False)
+    transform = train_transform_for(1080)
     out = {"imports_registry_converter": time.perf_counter() - t_import}
     start = time.perf_counter()
     load_index()

@@ -121,7 +121,7 @@ CASES = {
                            r"data.augmentation: choose one resize mode, got short_side and scales"),
     # the rest of data, validation, train, taxonomy
     "data-unknown": ("data: {crop_size: [64, 64]}",
-                     r"data.crop_size: unknown key; did you mean 'data.augmentation.crop_size'\?"),
+                     r"data.crop_size: unknown key; did you mean 'data.augmentation.crop_size' or 'inference.crop_size'\?"),
     "data-label-source": ("data: {label_source: rwa}",
                           r"data.label_source: must be one of prepared, raw, got 'rwa'; did you mean 'raw'\?"),
     "data-bad-sample": ("data: {on_bad_sample: ignore}", r"data.on_bad_sample: must be one of error, skip, got 'ignore'"),
@@ -140,6 +140,15 @@ CASES = {
     "train-device": ("train: {device: gpu}", r"train.device: must be one of auto, cpu, cuda, got 'gpu'"),
     "taxonomy-kind": ("taxonomy: {kind: unifed}", r"taxonomy.kind: unknown taxonomy kind 'unifed'.*did you mean 'unified'"),
     "taxonomy-oracle": ("taxonomy: {kind: oracle}", r"taxonomy.kind: an oracle taxonomy takes exactly one dataset"),
+    # inference (tools/test.py, tools/demo.py, Predictor)
+    "inference-unknown": ("inference: {scale: [1.0]}", r"inference.scale: unknown key; did you mean 'scales'\?"),
+    "inference-type": ("inference: {flip: sometimes}", r"inference.flip: .*'sometimes'"),
+    "inference-window": ("inference: {window: gaussian}",
+                         r"inference.window: 'gaussian' is unknown; valid windows: hann, uniform"),
+    "inference-stride": ("inference: {mode: slide, crop_size: 64, stride: 65}",
+                         r"inference.stride: \(65, 65\) is larger than crop_size \(64, 64\)"),
+    "inference-whole-crop": ("inference: {crop_size: 64}", r"inference.crop_size: crop_size and stride apply to "
+                                                           r"mode='slide' only"),
     "section-unknown": ("optimiser: {lr: 0.1}", r"optimiser: unknown key; did you mean 'optimizer'\?"),
     "elsewhere-free": ("optimizer: {max_iters: 5}", r"optimizer.max_iters: unknown key; did you mean 'train.max_iters'\?"),
 }

@@ -3,6 +3,7 @@ by class name, the hook-type registry, and losses averaged over ranks (one proce
 processes)."""
 
 import json
+import time
 import socket
 
 import pytest
@@ -119,6 +120,8 @@ def test_the_logging_hook_writes_interval_averages_and_asks_for_dataset_losses_o
 
     toy_trainer([Watch(), logging_hook], max_iters=3).train()
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
+    assert records[0] == {"event": "start", "iter": 0, "time": pytest.approx(time.time(), abs=60)}
+    records = records[1:]
     assert [r["iter"] for r in records] == [2, 3] and asked == [False, True, True]
     # steps 1 and 2 at lr 0.1 from w = 0 towards 1: losses 1 and 0.64, averaged
     assert records[0]["loss_toy"] == pytest.approx((1 + 0.64) / 2) and "loss/toy" in records[0]
@@ -151,6 +154,25 @@ def test_the_registry_builds_config_hooks_and_names_what_is_valid():
     assert HOOK_TYPES["TaggedTestHook"] is TaggedTestHook
 
 
+def test_tools_train_refuses_a_bad_hook_before_anything_is_built(monkeypatch, capsys, tmp_path):
+    from pathlib import Path
+
+    import unifiedseg.engine.launch
+    from unifiedseg.cli import train as train_cli
+
+    def refuse(cfg, extra_hooks=()):
+        raise AssertionError("training started with a bad train.hooks entry")
+
+    monkeypatch.setattr(unifiedseg.engine.launch, "run_training", refuse)
+    config = Path(__file__).resolve().parent.parent / "config" / "train" / "demo" / "unified.yaml"
+    base = [f"--config={config}", f"work_dir={tmp_path}"]
+    assert train_cli.main(base + ["train.hooks=[{type: TimeLimtHook, seconds: 5}]"]) == 2
+    assert "train.hooks[0].type: unknown hook type 'TimeLimtHook'; did you mean 'TimeLimitHook'?" in capsys.readouterr().err
+    assert train_cli.main(base + ["train.hooks=[{type: TimeLimitHook, secs: 5}]"]) == 2
+    assert "train.hooks[0]: TimeLimitHook does not take these arguments" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())  # nothing was written
+
+
 def test_the_time_limit_hook_asks_the_trainer_to_stop():
     trainer = toy_trainer([TimeLimitHook(seconds=1e-9)], max_iters=5)
     trainer.train()
@@ -173,15 +195,47 @@ def _average_on_rank(rank, port, results):
         dist.destroy_process_group()
 
 
-def test_two_gloo_processes_log_the_mean_over_the_ranks_that_have_each_value():
+def on_two_gloo_ranks(function) -> dict:
+    """{rank: what function(rank, port, results) stored} after running it in two gloo processes."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with mp.Manager() as manager:
         results = manager.dict()
-        mp.spawn(_average_on_rank, args=(port, results), nprocs=2, join=True)
-        results = dict(results)
+        mp.spawn(function, args=(port, results), nprocs=2, join=True)
+        return dict(results)
+
+
+def test_two_gloo_processes_log_the_mean_over_the_ranks_that_have_each_value():
+    results = on_two_gloo_ranks(_average_on_rank)
     expected = {"loss": 2.0, "loss/dataset0": 10.0, "loss/shared": 0.5, "loss/dataset1": 20.0}
+    assert results[0] == results[1] == expected
+
+
+def _training_miou_on_rank(rank, port, results):
+    from unifiedseg.engine.hooks import TrainingMIoUHook
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        hook = TrainingMIoUHook(num_classes=2, ignore_index=255)
+
+        class Result:  # rank 0 saw dataset a only; rank 1 saw a and b
+            predictions = ([("a", torch.tensor([0, 0]), torch.tensor([0, 1]))] if rank == 0 else
+                           [("a", torch.tensor([1, 1]), torch.tensor([1, 1])), ("b", torch.tensor([1]), torch.tensor([1]))])
+
+        class FakeTrainer:
+            result = Result()
+
+        hook.after_step(FakeTrainer())
+        results[rank] = hook.log_record(FakeTrainer())
+    finally:
+        dist.destroy_process_group()
+
+
+def test_training_miou_counts_the_predictions_of_every_rank():
+    results = on_two_gloo_ranks(_training_miou_on_rank)
+    # a, summed: label 0 -> 0 once; label 1 -> 0 once, -> 1 twice: IoU 0 = 1/2, IoU 1 = 2/3
+    expected = {"train_miou": {"a": pytest.approx((1 / 2 + 2 / 3) / 2), "b": 1.0}}
     assert results[0] == results[1] == expected
 
 

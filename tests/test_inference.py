@@ -258,9 +258,9 @@ def test_confidence_is_the_largest_class_probability():
     ({"mode": "slide"}, "needs crop_size"),
     ({"crop_size": 64}, "mode='slide' only"),
     ({"mode": "slide", "crop_size": 64, "stride": 65}, "larger than crop_size"),
-    ({"scales": []}, "scales must be a non-empty list"),
+    ({"scales": []}, "scales: must be a non-empty list"),
     ({"scales": [1.0, -0.5]}, "positive numbers"),
-    ({"tile_batch": 0}, "tile_batch must be a positive int"),
+    ({"tile_batch": 0}, "tile_batch: must be a positive int"),
     ({"pad_mode": "edge"}, "valid pad modes: mean, reflect"),
 ])
 def test_bad_settings_are_refused_naming_the_parameter(kwargs, message):
@@ -316,8 +316,10 @@ def test_the_predictor_loads_a_checkpoint_and_predicts_the_model_label_space(tra
     assert isinstance(segmentor, Segmentor)
     mean, std = np.array(cfg.data.augmentation.mean), np.array(cfg.data.augmentation.std)
     tensor = torch.from_numpy(((image - mean) / std).transpose(2, 0, 1).astype(np.float32))[None]
-    with torch.no_grad():
-        direct = segmentor.network(tensor)["logits"].softmax(1)[0].numpy()
+    with torch.no_grad():  # HRNet: pad 40 x 56 to 64 x 64, logits at stride 4 upsampled and cropped
+        stride4 = segmentor.network(F.pad(tensor, (0, 8, 0, 24)))["logits"]
+        upsampled = F.interpolate(stride4, size=(64, 64), mode="bilinear", align_corners=False)
+        direct = upsampled[..., :40, :56].softmax(1)[0].numpy()
         via_uint8 = segmentor.predict_logits(torch.from_numpy(image.transpose(2, 0, 1))[None]).softmax(1)[0].numpy()
     assert np.allclose(probs, direct, atol=1e-5) and np.allclose(probs, via_uint8, atol=1e-5)
     prediction = predictor.predict(image)
@@ -408,3 +410,17 @@ def test_checkpoints_of_another_taxonomy_or_model_are_refused_naming_both(traine
         Predictor(cfg, tmp_path / "missing.pth", device="cpu")
     with pytest.raises(ValueError, match="non-empty list of paths"):
         Predictor(cfg, [], device="cpu")
+
+
+def test_inference_settings_come_from_the_config_section_with_arguments_in_its_place():
+    from unifiedseg.config.inference import inference_settings
+
+    section = {"mode": "slide", "crop_size": None, "stride": None, "scales": [1.0, 1.5], "window": "uniform"}
+    settings = inference_settings(section, training_crop=[713, 713])  # slide without a crop: the training crop
+    assert settings == InferenceSettings(mode="slide", crop_size=713, stride=476, scales=(1.0, 1.5), window="uniform")
+    assert inference_settings(section, training_crop=[713, 713], crop_size=473, flip=True) == InferenceSettings(
+        mode="slide", crop_size=473, stride=316, scales=(1.0, 1.5), window="uniform", flip=True)
+    whole = inference_settings({**section, "crop_size": 593}, mode="whole")  # the section's crop is slide mode's
+    assert whole == InferenceSettings(scales=(1.0, 1.5), window="uniform")
+    with pytest.raises(ValueError, match=r"^inference.pad_mode: 'edge' is unknown"):
+        inference_settings({}, pad_mode="edge")

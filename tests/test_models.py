@@ -46,12 +46,12 @@ def hrnet_small() -> HRNetV2Seg:
 
 
 @pytest.mark.parametrize("training", [True, False])
-def test_hrnet_returns_logits_at_input_size(training):
+def test_hrnet_returns_logits_at_its_first_branch_stride(training):
     model = hrnet_small().train(training)
     outputs = model(torch.randn(2, 3, 64, 64))
     assert set(outputs) == {"logits"}
-    assert outputs["logits"].shape == (2, NUM_CLASSES, 64, 64)
-    assert model.aux_weight == 0.0 and model.logits_stride == 1
+    assert outputs["logits"].shape == (2, NUM_CLASSES, 16, 16)  # the Segmentor upsamples them
+    assert model.aux_weight == 0.0 and model.logits_stride == 4 and model.size_multiple == 32
 
 
 def test_hrnet_head_concatenates_all_branches():
@@ -63,7 +63,8 @@ def test_hrnet_head_concatenates_all_branches():
 
 def test_models_handle_sizes_not_divisible_by_the_stride():
     images = torch.randn(2, 3, 70, 50)
-    assert hrnet_small().eval()(images)["logits"].shape == (2, NUM_CLASSES, 70, 50)
+    with pytest.raises(ValueError, match=r"sides divisible by 32, got \(70, 50\); the Segmentor pads"):
+        hrnet_small().eval()(images)  # HRNet leaves the padding to the Segmentor (tests/test_segmentor.py)
     outputs = pspnet18().train()(images)
     assert outputs["logits"].shape == outputs["aux_logits"].shape == (2, NUM_CLASSES, 70, 50)
 
@@ -157,6 +158,7 @@ def test_pspnet_feature_info_matches_forward(output_stride, reductions):
 
 
 def _loss(outputs, labels, aux_weight):
+    outputs = {k: F.interpolate(v, size=labels.shape[-2:], mode="bilinear") for k, v in outputs.items()}
     loss = F.cross_entropy(outputs["logits"], labels, ignore_index=IGNORE_INDEX)
     if "aux_logits" in outputs:
         loss = loss + aux_weight * F.cross_entropy(outputs["aux_logits"], labels, ignore_index=IGNORE_INDEX)
@@ -364,20 +366,23 @@ def test_convert_sync_batchnorm_only_with_several_processes():
         convert_sync_batchnorm(pspnet18(), enabled=True, world_size=0)
 
 
-def test_hrnet_pads_to_a_multiple_of_32_and_crops_back():
+def test_the_segmentor_pads_hrnet_input_to_a_multiple_of_32_and_crops_back():
     model = hrnet_small().eval()
     assert model.size_multiple == 32
     images = torch.randn(1, 3, 70, 50)
     with torch.no_grad():
-        logits = model(images)["logits"]
-        padded_logits = model(F.pad(images, (0, 14, 0, 26)))["logits"]  # 70 -> 96, 50 -> 64
-    assert padded_logits.shape[-2:] == (96, 64)
-    torch.testing.assert_close(logits, padded_logits[..., :70, :50])
+        logits = Segmentor(network=model, mean=(0, 0, 0), std=(1, 1, 1)).predict_logits(images)
+        stride4 = model(F.pad(images, (0, 14, 0, 26)))["logits"]  # 70 -> 96, 50 -> 64
+    assert stride4.shape[-2:] == (24, 16)
+    upsampled = F.interpolate(stride4, size=(96, 64), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(logits, upsampled[..., :70, :50])
 
 
 # --- the backbone contract: every registered family, and a new one plugged into the heads -----------------
 
-from unifiedseg.models import BACKBONE_FAMILIES, BackboneFamily, FeatureInfo, check_feature_info  # noqa: E402
+from unifiedseg.models import (BACKBONE_FAMILIES, BackboneFamily, FeatureInfo, Segmentor,  # noqa: E402
+                               check_feature_info, register_backbone_family)
+from unifiedseg.models import backbones  # noqa: E402
 
 
 @pytest.mark.parametrize("family", list(BACKBONE_FAMILIES), ids=list(BACKBONE_FAMILIES))
@@ -408,24 +413,36 @@ def build_tiny(name, output_stride=None):
 
 
 def test_a_new_backbone_family_plugs_into_both_heads_without_touching_them(monkeypatch):
-    family = BackboneFamily(name="tiny", names=lambda: ["tiny-a"], build=build_tiny, example="tiny-a",
-                            display_name="Tiny")
-    monkeypatch.setitem(BACKBONE_FAMILIES, "tiny", family)
+    monkeypatch.setattr(backbones, "BACKBONE_FAMILIES", dict(BACKBONE_FAMILIES))  # registered for this test only
+    family = register_backbone_family(BackboneFamily(name="tiny", names=lambda: ["tiny-a"], build=build_tiny,
+                                                     example="tiny-a", display_name="Tiny",
+                                                     networks=("hrnet", "pspnet")))
     check_feature_info(family.build(family.example), 32)
-    monkeypatch.setattr(HRNetV2Seg, "backbone_families", ("hrnet", "tiny"))
-    monkeypatch.setattr(PSPNet, "backbone_families", ("resnet", "tiny"))
     hrnet = HRNetV2Seg(backbone="tiny-a", num_classes=NUM_CLASSES)
-    assert hrnet.fuse[0].in_channels == 24 and hrnet.size_multiple == 8
+    assert hrnet.fuse[0].in_channels == 24 and hrnet.size_multiple == 8 and hrnet.logits_stride == 4
     psp = PSPNet(backbone="tiny-a", num_classes=NUM_CLASSES, aux_weight=0.4, ppm_bins=(1, 2))
     assert psp.aux_head[0].in_channels == 8 and psp.ppm.out_channels == 16 + 2 * 8
     images = torch.randn(2, 3, 36, 44)
-    assert hrnet.train()(images)["logits"].shape == (2, NUM_CLASSES, 36, 44)
+    assert Segmentor(network=hrnet).train().predict_logits(images).shape == (2, NUM_CLASSES, 36, 44)
     outputs = psp.train()(images)
     assert outputs["logits"].shape == outputs["aux_logits"].shape == (2, NUM_CLASSES, 36, 44)
     with pytest.raises(ValueError, match="not a HRNet or Tiny backbone"):
         HRNetV2Seg(backbone="tiny-b", num_classes=NUM_CLASSES)
     with pytest.raises(ValueError, match="tiny backbones end at stride 8"):
         PSPNet(backbone="tiny-a", num_classes=NUM_CLASSES, output_stride=16)
+
+
+def test_a_family_must_name_the_networks_it_plugs_into(monkeypatch):
+    monkeypatch.setattr(backbones, "BACKBONE_FAMILIES", dict(BACKBONE_FAMILIES))
+    with pytest.raises(ValueError, match=r"backbone family 'tiny': networks must name the network types"):
+        register_backbone_family(BackboneFamily(name="tiny", names=lambda: ["tiny-a"], build=build_tiny,
+                                                example="tiny-a", display_name="Tiny", networks=()))
+    with pytest.raises(ValueError, match=r"already registered; registered: hrnet, resnet"):
+        register_backbone_family(BackboneFamily(name="hrnet", names=lambda: [], build=build_tiny, example="x",
+                                                display_name="X", networks=("hrnet",)))
+    with pytest.raises(ValueError, match=r"no registered backbone family plugs into network type 'segformer'; "
+                                         r"registered: hrnet \(hrnet\), resnet \(pspnet\)"):
+        backbones.families_for("segformer")
 
 
 def test_a_backbone_that_declares_wrong_strides_is_caught_by_a_real_forward():

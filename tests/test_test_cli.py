@@ -44,6 +44,23 @@ def test_zero_shot_and_in_domain_results(trained, demo_root, tmp_path, capsys):
     assert "demo-camvid" in printed and "mIoU" in printed
 
 
+def test_the_config_inference_section_sets_the_protocol_and_flags_override_it(trained, demo_root, tmp_path):
+    config, checkpoint = trained
+    slide = tmp_path / "slide.yaml"  # the run's config with MSeg-style test settings
+    slide.write_text(f"_base_: {config}\n"
+                     "inference: {mode: slide, crop_size: 32, scales: [0.75, 1.0], flip: true, window: uniform}\n")
+    common = ["--checkpoint", str(checkpoint), "--datasets", "demo-camvid", "--root", str(demo_root), "--max-images", "1"]
+    assert test_cli.main(["--config", str(slide), "--out", str(tmp_path / "a")] + common) == 0
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert (results["mode"], results["crop_size"], results["stride"], results["scales"], results["flip"],
+            results["window"]) == ("slide", [32, 32], [22, 22], [0.75, 1.0], True, "uniform")
+    assert test_cli.main(["--config", str(slide), "--out", str(tmp_path / "b"), "--mode", "whole", "--no-flip",
+                          "--scales", "1.0"] + common) == 0
+    results = json.loads((tmp_path / "b" / "results.json").read_text())
+    assert (results["mode"], results["crop_size"], results["stride"], results["scales"], results["flip"],
+            results["window"]) == ("whole", None, None, [1.0], False, "uniform")
+
+
 def test_dataset_outside_the_taxonomy_is_named(trained, demo_root, capsys):
     config, checkpoint = trained
     code = test_cli.main(["--config", str(config), "--checkpoint", str(checkpoint), "--datasets", "cityscapes-19",

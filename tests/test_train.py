@@ -4,6 +4,7 @@ non-finite losses, load_from, taxonomy mismatch, and DDP (2 gloo processes) agai
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -59,8 +60,9 @@ def test_a_short_run_writes_checkpoints_metrics_logs_and_the_resolved_config(dem
     assert final["iteration"] == 4 and set(final["datasets"]) == {"demo-city", "demo-ade"}
     assert 0 <= final["miou"] <= 1 and final["miou"] == metrics["miou"]
     records = log_records(run)
+    assert records[0]["event"] == "start" and records[0]["iter"] == 0
     assert [r["iter"] for r in records if "loss" in r] == [1, 2, 3, 4]
-    first = records[0]
+    first = records[1]
     assert {"loss_ce", "loss/demo-city", "loss/demo-ade", "lr", "data_time", "step_time", "train_miou",
             "nonfinite_skipped", "fp16_overflow_skipped", "bad_samples_skipped"} <= set(first)
     assert load_config(run / "config.yaml").train.max_iters == 4  # the resolved config reloads
@@ -88,7 +90,8 @@ def test_per_dataset_losses_are_computed_on_logged_steps_only(demo_root, tmp_pat
         return original(self, *args)
 
     monkeypatch.setattr(Segmentor, "dataset_losses", counted)
-    train(demo_root, tmp_path / "run", hooks=[CurrentStep()], **{"train.log_interval": 3})
+    train(demo_root, tmp_path / "run", hooks=[CurrentStep()],
+          **{"train.log_interval": 3, "train.checkpoint_interval": 0})
     assert steps == [3, 4]  # every third step, and the last
     records = [r for r in log_records(tmp_path / "run") if "loss" in r]
     assert [r["iter"] for r in records] == [3, 4] and all(any(k.startswith("loss/") for k in r) for r in records)
@@ -122,6 +125,9 @@ def test_sigterm_saves_a_checkpoint_and_resuming_reproduces_the_uninterrupted_ru
     a = load_checkpoint(tmp_path / "straight" / "checkpoints" / "final.pth")["model"]
     b = load_checkpoint(tmp_path / "resumed" / "checkpoints" / "final.pth")["model"]
     assert all(torch.equal(a[k], b[k]) for k in a)
+    events = [r for r in log_records(tmp_path / "resumed") if "event" in r]
+    assert [(e["event"], e["iter"]) for e in events] == [("start", 0), ("resume", 3)]
+    assert [r["iter"] for r in log_records(tmp_path / "resumed") if "loss" in r] == [1, 2, 3, 4, 5, 6]  # once each
 
     # a checkpoint written before hooks had state (schedule and SWA at the top level) resumes the same way
     legacy = dict(interrupted)
@@ -130,6 +136,30 @@ def test_sigterm_saves_a_checkpoint_and_resuming_reproduces_the_uninterrupted_ru
     train(demo_root, tmp_path / "from_legacy", **{"train.max_iters": 6, "train.resume": str(tmp_path / "legacy.pth")})
     from_legacy = loss_by_iter(tmp_path / "from_legacy")
     assert [from_legacy[i] for i in range(4, 7)] == [straight[i] for i in range(4, 7)]
+
+    # killed (kill -9) after logging iterations 5 and 6 and validating, before its final checkpoint: the
+    # rerun resumes from iteration 4 and replaces the records of 5, 6 and the validation, logging each once
+    killed = tmp_path / "killed"
+    shutil.copytree(tmp_path / "straight", killed)
+    (killed / "checkpoints" / "final.pth").unlink()
+    (killed / "final_metrics.json").unlink()
+    train(demo_root, killed, **{"train.max_iters": 6})
+    records = log_records(killed)
+    assert [r for r in records if r.get("event") == "resume"][0]["replayed_records_removed"] == 3
+    assert [r["iter"] for r in records if "loss" in r] == [1, 2, 3, 4, 5, 6]
+    assert [r["iter"] for r in records if "val_miou" in r] == [6]
+    assert loss_by_iter(killed) == straight
+
+
+def test_a_stop_logs_the_interval_in_progress_and_the_resumed_run_logs_the_rest(demo_root, tmp_path):
+    options = {"train.log_interval": 4, "train.checkpoint_interval": 0}
+    train(demo_root, tmp_path / "straight", **options)
+    train(demo_root, tmp_path / "stopped", hooks=[SignalAt(3)], **options)
+    train(demo_root, tmp_path / "stopped", **options)
+    (whole,) = [r for r in log_records(tmp_path / "straight") if "loss" in r]
+    first, rest = [r for r in log_records(tmp_path / "stopped") if "loss" in r]
+    assert (whole["iter"], first["iter"], rest["iter"]) == (4, 3, 4)  # steps 1-4; 1-3 at the stop; then 4
+    assert (3 * first["loss"] + rest["loss"]) / 4 == pytest.approx(whole["loss"], rel=1e-6)
 
 
 @register_hook_type

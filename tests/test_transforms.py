@@ -262,12 +262,8 @@ def test_uint16_labels_keep_their_dtype_and_pad_with_65535():
     padded = narrow == IGNORE_INDEX  # the same warp: the uint8 crop's padding is where the uint16 one pads
     assert padded.any() and (out_lab[padded] == 65535).all()
     assert np.array_equal(out_lab[~padded], (narrow[~padded].astype(np.uint16) * 300) // 255)
-    image_t, label_t = transform.to_tensors(IMAGE[:CROP[0], :CROP[1]], out_lab)
-    assert label_t.dtype == torch.int64 and int(label_t.max()) == 65535
-    uint8_transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=CROP,
-                                     normalize=False)
-    _, label_t = uint8_transform.to_tensors(IMAGE[:CROP[0], :CROP[1]], out_lab)
-    assert label_t.dtype == torch.int32 and torch.equal(label_t, torch.from_numpy(out_lab.astype(np.int32)))
+    _, label_t = transform.to_tensors(IMAGE[:CROP[0], :CROP[1]], out_lab)
+    assert label_t.dtype == torch.int32 and int(label_t.max()) == 65535 and torch.equal(label_t, torch.from_numpy(out_lab.astype(np.int32)))
     with pytest.raises(ValueError, match="ignore_index 300 does not fit a uint8 label map"):
         TrainTransform(crop_size=CROP, ignore_index=300, scale_range=(0.5, 0.5)).apply(IMAGE, LABEL, params)
 
@@ -446,31 +442,26 @@ def one_pixel_transform(**kwargs):
     return TrainTransform(scale_range=(1.0, 1.0), rotate_p=0.0, blur_p=0.0, flip_p=0.0, crop_size=1, **kwargs)
 
 
-def test_normalisation_one_pixel_hand_checked():
+def test_one_pixel_stays_uint8_for_the_segmentor_to_normalise():
     image = np.array([[[255, 0, 128]]], np.uint8)
     label = np.array([[7]], np.uint8)
     out_img, out_lab = one_pixel_transform()(image, label, np.random.default_rng(0))
-    assert out_img.dtype == torch.float32 and out_img.shape == (3, 1, 1)
-    # (255 - 123.675) / 58.395, (0 - 116.28) / 57.12, (128 - 103.53) / 57.375
-    np.testing.assert_allclose(out_img.flatten().numpy(), [2.248908, -2.035714, 0.426492], atol=1e-5)
-    assert out_lab.dtype == torch.int64 and out_lab.tolist() == [[7]]
-    raw_img, _ = one_pixel_transform(normalize=False)(image, label, np.random.default_rng(0))
-    assert raw_img.dtype == torch.uint8 and raw_img.flatten().tolist() == [255, 0, 128]
-    custom, _ = one_pixel_transform(mean=(5, 10, 20), std=(2, 4, 0.5))(image, label, np.random.default_rng(0))
-    np.testing.assert_allclose(custom.flatten().numpy(), [125.0, -2.5, 216.0])
+    assert out_img.dtype == torch.uint8 and out_img.shape == (3, 1, 1)
+    assert out_img.flatten().tolist() == [255, 0, 128]
+    assert out_lab.dtype == torch.uint8 and out_lab.tolist() == [[7]]
 
 
 def test_call_returns_crop_tensors():
     transform = TrainTransform(crop_size=CROP)
     image, label = transform(IMAGE, LABEL, np.random.default_rng(1))
-    assert image.shape == (3, 64, 64) and image.dtype == torch.float32 and image.is_contiguous()
-    assert label.shape == (64, 64) and label.dtype == torch.int64
+    assert image.shape == (3, 64, 64) and image.dtype == torch.uint8 and image.is_contiguous()
+    assert label.shape == (64, 64) and label.dtype == torch.uint8
     assert set(label.unique().tolist()) <= {0, 1, 2, 3, IGNORE_INDEX}
 
 
 def test_val_transform_resizes_and_centre_crops_with_padding():
     image, label = NOISE[:60, :90], blob_label(60, 90)
-    transform = ValTransform(short_side=20, crop_size=(24, 24), normalize=False)
+    transform = ValTransform(short_side=20, crop_size=(24, 24))
     out_img, out_lab = transform.apply(image, label)
     # Resized by 1/3 to 20 x 30: output pixel i samples source pixel 3 i + 1 exactly (no blending,
     # no nearest-neighbour tie). Padded to 24 x 30 (2 rows above, 2 below), centre crop columns 3..26.
@@ -481,7 +472,7 @@ def test_val_transform_resizes_and_centre_crops_with_padding():
     np.testing.assert_array_equal(out_lab[2:22], label[1::3, 1::3][:, 3:27])
     tensor_img, tensor_lab = transform(image, label)
     assert tensor_img.dtype == torch.uint8 and tensor_img.shape == (3, 24, 24)
-    assert tensor_lab.dtype == torch.uint8  # normalize=False: both converted on the device
+    assert tensor_lab.dtype == torch.uint8  # both converted on the device
     whole, no_label = ValTransform()(image)
     assert whole.shape == (3, 60, 90) and no_label is None
 
@@ -513,11 +504,9 @@ def test_val_transform_resizes_and_centre_crops_with_padding():
     (dict(crop_size=(5, 5, 5)), r"crop_size: must be a positive int or a pair"),
     (dict(mean=(1, 2)), r"mean: must be 3 numbers"),
     (dict(mean=(1, 2, 300)), r"mean: values must lie in \[0, 255\]"),
-    (dict(std=(1, 0, 1)), r"std: values must be > 0"),
     (dict(ignore_index=65536), r"ignore_index: must be None \(the ignore label of the label's dtype\) or an int "
                                r"in \[0, 65535\]"),
     (dict(short_side=0), r"short_side: must be a positive int or None"),
-    (dict(normalize="yes"), r"normalize: must be True or False"),
 ])
 def test_train_transform_argument_errors(kwargs, message):
     with pytest.raises(ValueError, match=message):

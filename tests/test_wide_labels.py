@@ -103,14 +103,13 @@ def test_the_converters_choose_uint16_maps(wide_root):
 ])
 def test_validation_items_carry_wide_ids(wide_root, kind, partial, expected):
     item = dataset(wide_root, "wide-b", kind, ValTransform(), partial)[0]
-    assert item["label"].dtype == torch.int64
-    assert torch.equal(item["label"], torch.from_numpy(band_map(expected, np.int64)))
+    assert item["label"].dtype == torch.int32  # uint16 ids: int32 tensors, converted on the device
+    assert torch.equal(item["label"], torch.from_numpy(band_map(expected, np.int32)))
 
 
 def test_training_crops_pad_with_65535_and_stay_int32_for_the_device(wide_root):
     # A crop larger than the image (scale 0.5): the padding is the ignore label, never class 255.
-    transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=(48, 48),
-                               normalize=False)
+    transform = TrainTransform(scale_range=(0.5, 0.5), rotate_p=0, blur_p=0, flip_p=0, crop_size=(48, 48))
     item = dataset(wide_root, "wide-b", "naive", transform)[0]
     label = item["label"]
     assert label.dtype == torch.int32 and label.shape == (48, 48)

@@ -4,11 +4,13 @@ on datasets, each in its own label space (MSeg's zero-shot protocol for test dat
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import logging
 import sys
 from pathlib import Path
 
 from unifiedseg.config import ConfigError, load_config
+from unifiedseg.config.inference import MODES, WINDOWS
 from unifiedseg.data.decode import BadSampleError
 from unifiedseg.data.labels import LABEL_MODES
 from unifiedseg.data.listfile import ListFileError
@@ -38,13 +40,22 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prepared: the files MSeg's preparation writes | raw: the publishers' files (default: the "
                              "config's data.label_source)")
     parser.add_argument("--root", default=None, help="data root (default: data.root of the config, else $UNIFIEDSEG_DATA_ROOT)")
-    parser.add_argument("--mode", default="whole", choices=["whole", "slide"], help="whole image or sliding window")
-    parser.add_argument("--short-side", type=int, default=None, help="resize the short side first (MSeg: 480/720/1080)")
-    parser.add_argument("--crop-size", type=int, default=None, help="sliding-window crop (default: the training crop)")
-    parser.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the crop)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                        help="multi-scale test, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (costs one pass per scale)")
-    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped passes (2x cost)")
+    # The inference settings default to the config's `inference` section (unifiedseg/config/inference.py).
+    parser.add_argument("--mode", default=None, choices=MODES,
+                        help="whole image or sliding window (default: inference.mode of the config, whole)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="resize the short side first (MSeg: 480/720/1080; default: inference.short_side)")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="sliding-window crop (default: inference.crop_size, else the training crop)")
+    parser.add_argument("--stride", type=int, default=None,
+                        help="sliding-window stride (default: inference.stride, else 2/3 of the crop)")
+    parser.add_argument("--scales", type=float, nargs="+", default=None,
+                        help="multi-scale test, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (costs one pass per scale; "
+                             "default: inference.scales, [1.0])")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="also average horizontally flipped passes (2x cost; default: inference.flip)")
+    parser.add_argument("--window", default=None, choices=WINDOWS,
+                        help="tile blending: hann, or uniform as MSeg (default: inference.window)")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count unreadable samples instead of stopping")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images per dataset")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -94,8 +105,8 @@ def run(cfg, args) -> list:
                              f"({', '.join(test_columns)}) nor a training dataset of this model "
                              f"({', '.join(converter.train_datasets)})")
         predictor = Predictor(cfg, args.checkpoint, device=args.device, mode=args.mode, short_side=args.short_side,
-                              crop_size=args.crop_size, stride=args.stride, scales=tuple(args.scales), flip=args.flip,
-                              output_dataset=output)
+                              crop_size=args.crop_size, stride=args.stride, scales=args.scales, flip=args.flip,
+                              window=args.window, output_dataset=output)
         entries = read_entries(info, args.split, root, label_source)
         result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter, mode=label_source,
                                                                     data_root=root),
@@ -106,7 +117,7 @@ def run(cfg, args) -> list:
         results.append(result)
     meta = {"config": str(args.config) if hasattr(args, "config") else "", "checkpoint": ", ".join(args.checkpoint),
             "taxonomy_kind": cfg.taxonomy.kind, "taxonomy_fingerprint": converter.fingerprint(),
-            "mode": args.mode, "scales": list(args.scales), "flip": args.flip, "split": args.split}
+            **dataclasses.asdict(predictor.settings), "split": args.split}
     write_results(out, results, meta)
     try:
         from unifiedseg.drawing import confusion_png

@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
+from unifiedseg.config.inference import inference_settings
 from unifiedseg.constants import DEVICES
 from unifiedseg.data.dataset import ON_BAD_SAMPLE
 from unifiedseg.data.labels import LABEL_MODES
@@ -58,6 +59,7 @@ def check_sections(cfg: DictConfig) -> list[Exception]:
     base_lr = float(cfg.optimizer.lr) if optimizer_ok else None
     run(lambda: check_schedule_cfg(cfg.schedule, max_iters, base_lr=base_lr))
     run(lambda: check_swa_cfg(cfg.swa, max_iters))
+    run(lambda: inference_settings(cfg.inference, training_crop=cfg.data.augmentation.crop_size))
     run(lambda: check_clip_cfg(cfg.clip_grad))
     return problems
 
@@ -112,8 +114,9 @@ def check_train(train: DictConfig) -> None:
     for key, minimum in (("log_interval", 0), ("checkpoint_interval", 0), ("keep_checkpoints", 0),
                          ("max_nonfinite_steps", 1), ("seed", 0)):
         check_int(train[key], f"train.{key}", minimum=minimum)
-    # The hook types live in the engine's registry (code may register more), so their names and
-    # arguments are checked when the run builds them, before any data is read; the shape is checked here.
+    # The hook types live in the engine's registry (code may register more), so their names and arguments
+    # are checked by tools/train.py right after the config loads (engine.hooks.check_hook_cfgs) and again
+    # when the run builds them, before any data is read; the shape is checked here.
     hooks = train.get("hooks")
     if hooks is not None:
         if not OmegaConf.is_list(hooks) and not isinstance(hooks, list):

@@ -62,7 +62,7 @@ import cv2
 import numpy as np
 import torch
 
-from unifiedseg.constants import IMAGENET_MEAN, IMAGENET_STD, WIDE_IGNORE_INDEX, ignore_index_of
+from unifiedseg.constants import IMAGENET_MEAN, WIDE_IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import REDUCED_DECODE_FLAGS
 from unifiedseg.utils.checks import is_finite_number, is_int, keyed
 from unifiedseg.utils.plain import to_plain
@@ -422,21 +422,14 @@ def warp_crop(image: np.ndarray, label: np.ndarray | None, params: AugParams, *,
     return out, out_label
 
 
-def to_tensors(image: np.ndarray, label: np.ndarray | None, *, mean: Sequence[float] = IMAGENET_MEAN,
-               std: Sequence[float] = IMAGENET_STD, normalize: bool = True) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """uint8 HWC image -> float32 CHW (image - mean) / std and uint8 or uint16 label -> int64 HW; or,
-    when normalize is False, uint8 CHW image and uint8 HW label (both converted on the device: a
-    quarter of the bytes to collate and copy); uint16 labels become int32 then, as torch's uint16
-    tensors support few operations."""
+def to_tensors(image: np.ndarray, label: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """uint8 HWC image -> uint8 CHW tensor, and uint8 label -> uint8 HW tensor (uint16 labels become
+    int32, as torch's uint16 tensors support few operations). Nothing is normalised here: the Segmentor
+    normalises on the device, so loaders collate and copy a quarter of the bytes of float crops."""
     chw = torch.from_numpy(np.ascontiguousarray(image.transpose(2, 0, 1)))
-    if not normalize:
-        if label is not None and label.dtype != np.uint8:
-            label = label.astype(np.int32)
-        return chw, (torch.from_numpy(np.ascontiguousarray(label)) if label is not None else None)
-    chw = chw.float()
-    chw.sub_(torch.tensor(mean, dtype=torch.float32).view(3, 1, 1))
-    chw.div_(torch.tensor(std, dtype=torch.float32).view(3, 1, 1))
-    return chw, (torch.from_numpy(label.astype(np.int64)) if label is not None else None)
+    if label is not None and label.dtype != np.uint8:
+        label = label.astype(np.int32)
+    return chw, (torch.from_numpy(np.ascontiguousarray(label)) if label is not None else None)
 
 
 # ------------------------------------------------------------------------------------------------
@@ -498,7 +491,7 @@ class TrainTransform:
     `base_size` / `scales` are an int short side or a (long edge, short edge) pair to fit within.
     Then rotation (`rotate_range` degrees, probability `rotate_p`), blur (`blur_kernel`, `blur_p`),
     horizontal flip (`flip_p`) and a random `crop_size` (h, w) crop, padded with `mean` / `ignore_index`.
-    `normalize=False` leaves the image uint8 CHW, for normalisation on the device.
+    The crops stay uint8 (CHW image): the Segmentor normalises them on the device.
     """
 
     short_side: int | None = None
@@ -513,9 +506,7 @@ class TrainTransform:
     flip_p: float = 0.5
     crop_size: int | tuple[int, int] = (713, 713)
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
     ignore_index: int | None = None  # label padding; None: the ignore label of the label's dtype
-    normalize: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the fields once here
@@ -560,10 +551,7 @@ class TrainTransform:
         if not (is_int(self.blur_kernel) and self.blur_kernel > 0 and self.blur_kernel % 2 == 1):
             raise ValueError(f"blur_kernel: must be a positive odd int, got {self.blur_kernel!r}")
         set_(self, "mean", _colour("mean", self.mean))
-        set_(self, "std", _colour("std", self.std, positive=True))
         set_(self, "ignore_index", _ignore_index(self.ignore_index))
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize: must be True or False, got {self.normalize!r}")
 
     def sample_params(self, image_hw: Sequence[int], rng: np.random.Generator) -> AugParams:
         """Draw every random choice for one image of size image_hw (the full, undecoded size)."""
@@ -603,12 +591,11 @@ class TrainTransform:
                          blur_kernel=self.blur_kernel, decoded_scale=decoded_scale)
 
     def to_tensors(self, image: np.ndarray, label: np.ndarray | None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return to_tensors(image, label, mean=self.mean, std=self.std, normalize=self.normalize)
+        return to_tensors(image, label)
 
     def __call__(self, image: np.ndarray, label: np.ndarray, rng: np.random.Generator
                  ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Sample, warp and convert: image float32 (3, H, W) normalised (uint8 if not normalize),
-        label int64 (H, W)."""
+        """Sample, warp and convert: image uint8 (3, H, W), label uint8 (H, W) (int32 for uint16 labels)."""
         if not isinstance(label, np.ndarray):
             raise ValueError(f"label must be a uint8 or uint16 array of shape (H, W), got {type(label).__name__}")
         params = self.sample_params(label.shape, rng)
@@ -617,17 +604,22 @@ class TrainTransform:
 
 def check_augmentation_cfg(cfg: Mapping, *, where: str = "data.augmentation") -> None:
     """The rules of a `data.augmentation` config section: TrainTransform's own (constructing one is cheap: it
-    holds only the checked settings). Errors name the dotted key (data.augmentation.rotate_p: ...)."""
-    kwargs = augmentation_kwargs(cfg)
+    holds only the checked settings) and a valid `std`. Errors name the dotted key (data.augmentation.rotate_p: ...)."""
+    section = to_plain(cfg)
+    kwargs = augmentation_kwargs(section)
     try:
+        if "std" in section:
+            _colour("std", section["std"], positive=True)
         TrainTransform(**kwargs)
     except ValueError as err:
-        raise keyed(err, where, list(kwargs)) from None
+        raise keyed(err, where, [*kwargs, "std"]) from None
 
 
 def augmentation_kwargs(cfg: Mapping) -> dict:
-    """TrainTransform's keyword arguments from a `data.augmentation` config section (lists become tuples)."""
-    return {key: tuple(value) if isinstance(value, list) else value for key, value in to_plain(cfg).items()}
+    """TrainTransform's keyword arguments from a `data.augmentation` config section (lists become tuples):
+    every key but `std`, which only the Segmentor's normalisation uses (`mean` is also the padding colour)."""
+    return {key: tuple(value) if isinstance(value, list) else value
+            for key, value in to_plain(cfg).items() if key != "std"}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -638,9 +630,7 @@ class ValTransform:
     short_side: int | None = None
     crop_size: int | tuple[int, int] | None = None
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
     ignore_index: int | None = None  # label padding; None: the ignore label of the label's dtype
-    normalize: bool = True
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__
@@ -649,10 +639,7 @@ class ValTransform:
         if self.crop_size is not None:
             set_(self, "crop_size", _positive_int_pair("crop_size", self.crop_size))
         set_(self, "mean", _colour("mean", self.mean))
-        set_(self, "std", _colour("std", self.std, positive=True))
         set_(self, "ignore_index", _ignore_index(self.ignore_index))
-        if not isinstance(self.normalize, bool):
-            raise ValueError(f"normalize: must be True or False, got {self.normalize!r}")
 
     def params(self, image_hw: Sequence[int]) -> AugParams:
         """The fixed AugParams for an image of size image_hw."""
@@ -667,4 +654,4 @@ class ValTransform:
         return warp_crop(image, label, self.params(image.shape[:2]), mean=self.mean, ignore_index=self.ignore_index)
 
     def __call__(self, image: np.ndarray, label: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-        return to_tensors(*self.apply(image, label), mean=self.mean, std=self.std, normalize=self.normalize)
+        return to_tensors(*self.apply(image, label))

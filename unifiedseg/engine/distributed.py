@@ -99,6 +99,16 @@ def average_across_ranks(values: dict[str, float]) -> dict[str, float]:
     return {key: sum(v[key] for v in gathered if key in v) / sum(key in v for v in gathered) for key in keys}
 
 
+def names_across_ranks(names: list[str]) -> list[str]:
+    """The union of every process's `names` (rank 0's first, then the others' new ones); the names
+    themselves in one process. Every process must call it."""
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        return list(dict.fromkeys(names))
+    gathered: list = [None] * dist.get_world_size()
+    dist.all_gather_object(gathered, list(names))
+    return list(dict.fromkeys(name for rank_names in gathered for name in rank_names))
+
+
 def on_main_rank(fn: Callable[[], T], *, is_main: bool) -> T | None:
     """`fn()` on the main rank only (its result there, None elsewhere). Under DDP the ranks then agree:
     when it raised, the main rank re-raises its error and every other rank raises PeerFailedError with

@@ -11,17 +11,26 @@ every hook point (before_train, before_step, after_step, after_train) goes throu
                      statistics, before the validation and the final checkpoint use them;
  3. StopOnSignalHook SIGTERM / SIGINT ask the trainer to stop after the current step;
  4. ValidationHook   (with validation datasets) every data.val.interval steps and at the end;
- 5. CheckpointHook   periodic checkpoints, the final one, and one on a stop request;
- 6. TrainingMIoUHook confusion matrices of the training predictions, for the log records;
- 7. the hooks of `train.hooks` in the config, in their order;
- 8. the hooks passed to `run_training(cfg, extra_hooks=...)`, in their order;
- 9. LoggingHook      last: it writes the step's record (every hook before it has done its part, and any
-                     hook with a `log_record(trainer) -> dict` method adds to the record), and at the end
-                     closes the TensorBoard file after everything else wrote to it.
+ 5. TrainingMIoUHook confusion matrices of the training predictions, for the log records;
+ 6. the hooks of `train.hooks` in the config, in their order;
+ 7. the hooks passed to `run_training(cfg, extra_hooks=...)`, in their order;
+ 8. LoggingHook      writes the step's record (every hook before it has done its part, and any hook with
+                     a `log_record(trainer) -> dict` method adds to the record), and at the end writes
+                     the interval in progress and closes the TensorBoard file;
+ 9. CheckpointHook   last: periodic checkpoints, the final one, and one on a stop request, so a
+                     checkpoint holds every hook's state after the step. The logging hook also writes a
+                     record at every checkpoint's iteration, so no checkpoint falls inside a log interval:
+                     a resumed run logs exactly what an uninterrupted one does.
 
 after_train runs for every hook in a `finally`; when training raised, `trainer.exception` is set and
 ValidationHook, CheckpointHook and SWAHook do nothing, while StopOnSignalHook and LoggingHook still
 restore the signal handlers and close their files.
+
+log.jsonl: one JSON record per line: the interval records (`iter`, `lr`, losses, times, ...), the
+validation records (`iter`, `val_miou`, ...), and an event record at each start (`{"event": "start" |
+"resume", "iter": ..., "time": ...}`). A resumed run first removes the records of iterations after the
+checkpoint it resumes from (a run killed after its last checkpoint logged steps that are replayed
+now; the resume event counts them in `replayed_records_removed`), so no iteration is logged twice.
 
 State. A hook with `state_dict()` / `load_state_dict(state)` is saved in every checkpoint under
 `hooks`, by class name (LRScheduleHook: the scheduler; SWAHook: the averaged model and its scheduler),
@@ -35,7 +44,9 @@ TimeLimitHook. Register your own in a module you import before training.
 
 Logged losses are averaged over ranks: on each log step every rank's interval averages are gathered
 (`average_across_ranks`) and the mean of each value over the ranks that have it is written, as
-Detectron2 does; training mIoU and the fault counters are the main rank's.
+Detectron2 does; training mIoU counts the predictions of every rank (their confusion matrices are
+summed); the fault counters agree across ranks. `log_record` runs on every rank (it may gather across
+ranks); the main rank writes the record.
 """
 
 from __future__ import annotations
@@ -52,11 +63,12 @@ import torch
 from tqdm import tqdm
 
 from unifiedseg.engine.checkpoint import FINAL_NAME, checkpoint_dir, periodic_path, prune_checkpoints, save_checkpoint
-from unifiedseg.engine.distributed import average_across_ranks, on_main_rank
+from unifiedseg.engine.distributed import average_across_ranks, names_across_ranks, on_main_rank
 from unifiedseg.engine.trainer import Hook, Trainer
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 from unifiedseg.evaluation.metrics import format_metric, json_metric
 from unifiedseg.optim.schedule import load_scheduler_state
+from unifiedseg.utils.fileio import atomic_write_text
 from unifiedseg.utils.names import suggest
 
 logger = logging.getLogger(__name__)
@@ -79,8 +91,9 @@ def register_hook_type(hook_class: type[Hook] | None = None, *, name: str | None
     return register(hook_class) if hook_class is not None else register
 
 
-def build_hook(cfg: Mapping, where: str = "train.hooks[0]") -> Hook:
-    """The hook a `{type: Name, **kwargs}` mapping describes; errors name `where` and the valid choices."""
+def check_hook_cfg(cfg: Mapping, where: str = "train.hooks[0]") -> type[Hook]:
+    """The registered class of a `{type: Name, **kwargs}` mapping, after checking that the type is registered
+    and that its constructor takes the arguments; nothing is built. Errors name `where` and the valid choices."""
     if not isinstance(cfg, Mapping) or "type" not in cfg:
         raise ValueError(f"{where}: must be a mapping with a `type` key (one of {', '.join(HOOK_TYPES) or 'none'}), "
                          f"got {cfg!r}")
@@ -97,7 +110,20 @@ def build_hook(cfg: Mapping, where: str = "train.hooks[0]") -> Hook:
         accepted = [p for p in inspect.signature(hook_class).parameters]
         raise ValueError(f"{where}: {hook_type} does not take these arguments ({err}); it takes: "
                          f"{', '.join(accepted) or 'none'}") from None
-    return hook_class(**kwargs)
+    return hook_class
+
+
+def build_hook(cfg: Mapping, where: str = "train.hooks[0]") -> Hook:
+    """The hook a `{type: Name, **kwargs}` mapping describes (checked by `check_hook_cfg`)."""
+    hook_class = check_hook_cfg(cfg, where)
+    return hook_class(**{key: value for key, value in cfg.items() if key != "type"})
+
+
+def check_hook_cfgs(cfgs: Iterable[Mapping] | None, where: str = "train.hooks") -> None:
+    """Check every entry of a `train.hooks` list without building any (tools/train.py does so right after
+    loading the config: the registry is the engine's, below which the config loader sits)."""
+    for i, cfg in enumerate(cfgs or []):
+        check_hook_cfg(cfg, f"{where}[{i}]")
 
 
 def build_hooks(cfgs: Iterable[Mapping] | None, where: str = "train.hooks") -> list[Hook]:
@@ -319,17 +345,14 @@ class CheckpointHook(Hook):
 class TrainingMIoUHook(Hook):
     """Confusion matrices of the training predictions per dataset, counted where the predictions are
     (unchecked: the pipeline made the labels; no GPU sync); each log record gets the mIoU per dataset
-    since the previous record (`log_record`). Main rank only (`enabled`)."""
+    since the previous record (`log_record`), from the matrices of all ranks summed."""
 
-    def __init__(self, *, num_classes: int, ignore_index: int, enabled: bool = True):
+    def __init__(self, *, num_classes: int, ignore_index: int):
         self.num_classes = num_classes
         self.ignore_index = ignore_index
-        self.enabled = enabled
         self.matrices: dict[str, ConfusionMatrix] = {}
 
     def after_step(self, trainer: Trainer) -> None:
-        if not self.enabled:
-            return
         for dataset, pred, label in trainer.result.predictions:
             matrix = self.matrices.get(dataset)
             if matrix is None:
@@ -349,10 +372,14 @@ class TrainingMIoUHook(Hook):
             self.matrices[dataset] = matrix
 
     def log_record(self, trainer: Trainer) -> dict:
-        # a dataset whose crops held no labelled pixels has no mIoU (None)
-        record = {"train_miou": {d: json_metric(m.miou()) for d, m in self.matrices.items()}}
+        # every rank's counts (ranks may train on different datasets); a dataset whose crops held no
+        # labelled pixels has no mIoU (None)
+        record = {}
+        for dataset in names_across_ranks(list(self.matrices)):
+            matrix = self.matrices.get(dataset) or ConfusionMatrix(self.num_classes, self.ignore_index)
+            record[dataset] = json_metric(matrix.merge().miou())  # merge(): summed over the ranks
         self.matrices = {}
-        return record
+        return {"train_miou": record}
 
 
 class LoggingHook(Hook):
@@ -362,9 +389,11 @@ class LoggingHook(Hook):
     (`enabled`) writes it as a JSON line of log.jsonl, TensorBoard scalars and a log line, and shows a
     tqdm bar with ETA. Every rank must have this hook: the average over ranks is a collective."""
 
-    def __init__(self, *, work_dir: Path, interval: int, enabled: bool = True, tensorboard: bool = True):
+    def __init__(self, *, work_dir: Path, interval: int, enabled: bool = True, tensorboard: bool = True,
+                 checkpoint_interval: int = 0):
         self.work_dir = Path(work_dir)
         self.interval = max(1, interval)
+        self.checkpoint_interval = checkpoint_interval  # a record at every checkpoint too (see the module docstring)
         self.enabled = enabled
         self.tensorboard = tensorboard
         self.bar = None
@@ -376,11 +405,13 @@ class LoggingHook(Hook):
         self.counts: dict[str, int] = {}
 
     def is_log_step(self, step: int, trainer: Trainer) -> bool:
-        return step % self.interval == 0 or step >= trainer.max_iters
+        return (step % self.interval == 0 or step >= trainer.max_iters
+                or (self.checkpoint_interval > 0 and step % self.checkpoint_interval == 0))
 
     def before_train(self, trainer: Trainer) -> None:
         if not self.enabled:
             return
+        self._start_event(trainer)
         self.bar = tqdm(total=trainer.max_iters, initial=trainer.iter, desc="train", unit="it", dynamic_ncols=True)
         if self.tensorboard:
             from torch.utils.tensorboard import SummaryWriter
@@ -413,12 +444,13 @@ class LoggingHook(Hook):
     def flush(self, trainer: Trainer) -> None:
         averages = average_across_ranks({k: self.sums[k] / self.counts[k] for k in self.sums})
         self._reset()
+        added = {}
+        for hook in trainer.hooks:  # on every rank: a hook may gather across ranks
+            if hook is not self and hasattr(hook, "log_record"):
+                added.update(hook.log_record(trainer))
         if not self.enabled:
             return
-        record = {"iter": trainer.iter, "lr": trainer.result.lr, "time": time.time(), **averages}
-        for hook in trainer.hooks:
-            if hook is not self and hasattr(hook, "log_record"):
-                record.update(hook.log_record(trainer))
+        record = {"iter": trainer.iter, "lr": trainer.result.lr, "time": time.time(), **averages, **added}
         record.update(nonfinite_skipped=trainer.nonfinite_total, fp16_overflow_skipped=trainer.overflow_total,
                       bad_samples_skipped=trainer.bad_sample_total)
         if torch.cuda.is_available():
@@ -436,14 +468,42 @@ class LoggingHook(Hook):
         logger.info("iter %d/%d lr %.3e %s data %.3fs step %.3fs", trainer.iter, trainer.max_iters, record["lr"],
                     losses, record.get("data_time", 0), record.get("step_time", 0))
 
+    def _start_event(self, trainer: Trainer) -> None:
+        """A start or resume event in log.jsonl; on resume, the records of the iterations after the
+        checkpoint (logged by a run that was killed later) go first: they are replayed now."""
+        path = self.work_dir / "log.jsonl"
+        removed = 0
+        if trainer.iter > 0 and path.exists():
+            lines = path.read_text(encoding="utf-8").splitlines()
+            kept = [line for line in lines if not _after(line, trainer.iter)]
+            removed = len(lines) - len(kept)
+            if removed:
+                atomic_write_text(path, "".join(line + "\n" for line in kept))
+        event = {"event": "resume" if trainer.iter > 0 else "start", "iter": trainer.iter, "time": time.time()}
+        self.write_record({**event, "replayed_records_removed": removed} if trainer.iter > 0 else event)
+
     def write_record(self, record: dict) -> None:
         with open(self.work_dir / "log.jsonl", "a", encoding="utf-8") as handle:
             handle.write(json.dumps(record) + "\n")
 
     def after_train(self, trainer: Trainer) -> None:
+        # the interval in progress when a stop request (signal, time limit) ended the run: every rank
+        # stopped at the same step, so the average over ranks can run
+        if self.sums and trainer.exception is None and trainer.iter > trainer.start_iter:
+            self.flush(trainer)
         if self.bar is not None:
             self.bar.close()
             self.bar = None
         if self.writer is not None:
             self.writer.close()
             self.writer = None
+
+
+def _after(line: str, iteration: int) -> bool:
+    """Whether a log.jsonl line is the record of an iteration after `iteration` (event records are kept)."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError:
+        return False  # a line cut short by a kill is kept as it is: nothing here rewrites what it cannot read
+    return isinstance(record, dict) and "event" not in record and isinstance(record.get("iter"), int) \
+        and record["iter"] > iteration

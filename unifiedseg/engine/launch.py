@@ -25,7 +25,7 @@ from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
 from unifiedseg.data.status import SplitRequest, require_data
-from unifiedseg.data.transforms import TrainTransform, ValTransform
+from unifiedseg.data.transforms import TrainTransform, ValTransform, augmentation_kwargs
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed, on_main_rank
 from unifiedseg.engine.hooks import (CheckpointHook, LoggingHook, LRScheduleHook, StopOnSignalHook, SWAHook,
@@ -91,10 +91,8 @@ def prepare_data_root(cfg: DictConfig, dist: DistContext) -> Path:
 
 
 def augmentation(cfg: DictConfig) -> TrainTransform:
-    aug = to_plain(cfg.data.augmentation)
-    tuples = {k: tuple(v) if isinstance(v, list) else v for k, v in aug.items()}
     # uint8 crops always: the Segmentor normalises on the device (data.normalize_on_device is a no-op)
-    return TrainTransform(**tuples, normalize=False)
+    return TrainTransform(**augmentation_kwargs(cfg.data.augmentation))
 
 
 def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -> None:
@@ -109,8 +107,8 @@ def check_batch_norm(model, cfg: DictConfig, dist: DistContext, sync_bn: bool) -
 def run_training(cfg: DictConfig, extra_hooks: tuple = ()) -> dict:
     """Train as configured; returns the final validation metrics (empty when stopped early).
 
-    `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging hook, at
-    each hook point (unifiedseg/engine/hooks.py documents the order).
+    `extra_hooks` run after the built-in ones and the config's `train.hooks`, before the logging and
+    checkpoint hooks, at each hook point (unifiedseg/engine/hooks.py documents the order).
     """
     return launch_training(cfg, extra_hooks).metrics
 
@@ -241,9 +239,10 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
             "accumulate_grad": accumulate,
         }
 
-    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, validation, the final checkpoint,
-    # training mIoU, the config's hooks, extra_hooks, and the logging hook (which closes TensorBoard) last.
-    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main)
+    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, signals, validation, training mIoU,
+    # the config's hooks, extra_hooks, logging, and the checkpoints last (they hold every hook's state).
+    logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main,
+                               checkpoint_interval=cfg.train.checkpoint_interval)
     hooks: list[Hook] = [LRScheduleHook(scheduler=scheduler, swa=swa)]
     if swa is not None:
         hooks.append(SWAHook(swa=swa, bn_loader=lambda: raise_worker_errors(iter(loader_for_bn(multi, sampler, cfg))),
@@ -262,12 +261,12 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
                  "bad_samples_skipped": trainer.bad_sample_total}
         atomic_write_text(work_dir / "final_metrics.json", json.dumps(final, indent=1) + "\n")
 
+    hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index))
+    hooks += config_hooks + list(extra_hooks)
+    hooks.append(logging_hook)
     hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
                                 keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main,
                                 before_final=write_final_metrics))
-    hooks.append(TrainingMIoUHook(num_classes=num_classes, ignore_index=converter.ignore_index, enabled=dist.is_main))
-    hooks += config_hooks + list(extra_hooks)
-    hooks.append(logging_hook)
     loader_batches = iter(loader)
     batches = raise_worker_errors(loader_batches)  # a worker's error arrives as the error it was
     trainer = Trainer(model=train_model, batches=batches, optimizer=optimizer, max_iters=max_iters,
@@ -306,8 +305,7 @@ def data_requests(cfg: DictConfig) -> list[SplitRequest]:
 
 def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:
     names = validation_names(cfg)
-    transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean),
-                             std=tuple(cfg.data.augmentation.std), normalize=False)  # the Segmentor normalises
+    transform = ValTransform(short_side=cfg.data.val.short_side, mean=tuple(cfg.data.augmentation.mean))
     return {name: SegmentationDataset.from_registry(registry.get(name), cfg.data.val.split, root, converter=converter,
                                                     transform=transform, on_bad_sample=cfg.data.on_bad_sample,
                                                     label_source=cfg.data.label_source,

@@ -3,6 +3,7 @@
 a trained model exported to ONNX or TorchScript as one module from image to probabilities (`export`)."""
 
 from unifiedseg.inference.predictor import Prediction, Predictor
-from unifiedseg.inference.tiling import InferenceSettings, predict_probs
+from unifiedseg.config.inference import InferenceSettings
+from unifiedseg.inference.tiling import predict_probs
 
 __all__ = ["InferenceSettings", "Prediction", "Predictor", "predict_probs"]

@@ -5,10 +5,9 @@ The exported module (`ProbabilityModel`) takes a float32 (N, 3, H, W) batch of R
 
 1. the Segmentor's `predict_logits` (unifiedseg/models/segmentor.py), as in training and inference:
    normalisation with the training mean and std, padding (bottom/right, zeros = the mean colour) to
-   the network's `size_multiple` (HRNet's coarsest stride: HRNet pads itself, but through a Python
-   branch that a trace would freeze at the example's size, while the Segmentor's padding is traced as
-   arithmetic on the input's size, so any H x W works), and the logits upsampled to `logits_stride` x
-   their size and cropped to H x W;
+   the network's `size_multiple` (HRNet's coarsest stride; the padding is traced as arithmetic on the
+   input's size, so any H x W works), and the logits upsampled to `logits_stride` x their size and
+   cropped to H x W (or resized to H x W with align_corners for a network that asks so);
 2. softmax over the classes -- the same probabilities as `unifiedseg.inference` in whole-image mode;
 3. with `test_matrix` (T, C) folded in: test-class probabilities `test_matrix @ probs` (MSeg's
    zero-shot mapping; `TaxonomyConverter.test_matrix`), so C becomes T.

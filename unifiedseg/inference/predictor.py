@@ -14,8 +14,10 @@ Returns (a `Prediction`, a named tuple):
 
 The config is the training config (a path or a loaded DictConfig): it names the taxonomy, the training
 datasets and the model, and gives the normalisation (data.augmentation.mean / std: each model is a
-`Segmentor`, unifiedseg/models/segmentor.py, which normalises and gives logits at the input size) and, for
-mode="slide" without crop_size, the crop (data.augmentation.crop_size). The label space and the model
+`Segmentor`, unifiedseg/models/segmentor.py, which normalises and gives logits at the input size), and
+the inference settings: its `inference` section (mode, short_side, crop_size, stride, scales, flip, window,
+...; unifiedseg/config/inference.py), which the keyword arguments given here override, and for
+mode="slide" without crop_size, the training crop (data.augmentation.crop_size). The label space and the model
 are rebuilt exactly as training builds them (unifiedseg.config.builders), so the label space's
 fingerprint is the one the checkpoint stores; a checkpoint of another taxonomy or model is refused
 naming both, and so is a state dict that does not fit the built model. The backbone's `pretrained`
@@ -51,7 +53,8 @@ from unifiedseg.config import load_config
 from unifiedseg.config.builders import build_model_for, build_segmentor, training_converter
 from unifiedseg.constants import label_dtype
 from unifiedseg.engine import checkpoint as ckpt
-from unifiedseg.inference.tiling import InferenceSettings, predict_probs
+from unifiedseg.config.inference import inference_settings
+from unifiedseg.inference.tiling import predict_probs
 from unifiedseg.models.segmentor import Segmentor
 from unifiedseg.taxonomy import build_converter
 from unifiedseg.utils.plain import to_plain
@@ -150,16 +153,16 @@ def load_model(cfg: DictConfig, state: dict, path: str, num_classes: int) -> tup
 class Predictor:
     """A trained model (or an ensemble) ready to predict RGB images; see the module docstring."""
 
-    def __init__(self, config, checkpoint, *, device=None, mode: str = "whole", short_side: int | None = None,
-                 crop_size=None, stride=None, scales=(1.0,), flip: bool = False, tile_batch: int = 4,
-                 output_dataset: str | None = None, window: str = "hann", pad_mode: str = "mean",
-                 class_chunk: int = 32, amp: str = "off") -> None:
+    def __init__(self, config, checkpoint, *, device=None, mode: str | None = None, short_side: int | None = None,
+                 crop_size=None, stride=None, scales=None, flip: bool | None = None, tile_batch: int | None = None,
+                 output_dataset: str | None = None, window: str | None = None, pad_mode: str | None = None,
+                 class_chunk: int | None = None, amp: str = "off") -> None:
         cfg = config if isinstance(config, DictConfig) else load_config(config)
-        if mode == "slide" and crop_size is None:
-            crop_size = tuple(cfg.data.augmentation.crop_size)  # the training crop
-        self.settings = InferenceSettings(mode=mode, short_side=short_side, crop_size=crop_size, stride=stride,
-                                          scales=scales, flip=flip, tile_batch=tile_batch, window=window,
-                                          pad_mode=pad_mode, class_chunk=class_chunk)
+        # the config's `inference` section, with the arguments given here (not None) in its place
+        self.settings = inference_settings(cfg.inference, training_crop=cfg.data.augmentation.crop_size, mode=mode,
+                                           short_side=short_side, crop_size=crop_size, stride=stride, scales=scales,
+                                           flip=flip, tile_batch=tile_batch, window=window, pad_mode=pad_mode,
+                                           class_chunk=class_chunk)
         if amp not in AMP_MODES:
             raise ValueError(f"amp {amp!r} is unknown; valid: {', '.join(AMP_MODES)}")
         self.amp = amp

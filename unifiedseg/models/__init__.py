@@ -8,17 +8,20 @@ The network contract the Segmentor relies on (networks hold no loss and no norma
 
 - `outputs = network(images)` with normalised images (N, 3, H, W) returns a dict:
   - `"logits"`: (N, num_classes, H', W') raw class scores, where H' = ceil(H / network.logits_stride) and
-    W' likewise. `logits_stride` is 1 (logits at the input resolution) for HRNet and for PSPNet with its
-    default zoom_factor (= output_stride, MSeg's zoom_factor 8); PSPNet with a smaller zoom_factor gives
-    coarser logits, which the Segmentor upsamples.
+    W' likewise. `logits_stride` is 4 for HRNet (its first branch's stride), 1 (logits at the input
+    resolution) for PSPNet with its default zoom_factor (= output_stride, MSeg's zoom_factor 8); PSPNet
+    with a smaller zoom_factor gives coarser logits. Networks never resize their logits to the input:
+    the Segmentor does.
   - `"aux_logits"`: same shape, only in training mode and only when `aux_weight > 0` (PSPNet's
     auxiliary FCN head on layer3). In eval mode the dict holds `"logits"` only.
 - `network.aux_weight` (float): the weight of the auxiliary loss (0.0 for HRNet); `network.num_classes`.
-- optional `network.logits_stride` (default 1) and `network.size_multiple` (default 1: input sides the
-  network needs to divide by; HRNet: 32, the Segmentor pads to it).
+- optional `network.logits_stride` (default 1), `network.size_multiple` (default 1: input sides the
+  network needs to divide by; HRNet: 32, the Segmentor pads to it) and `network.logits_align_corners`
+  (default False: logits are upsampled by logits_stride and cropped; True: resized straight to the
+  input size with align_corners=True, as MSeg's HRNet does).
 - `network.backbone` meets the backbone contract of unifiedseg/models/backbones.py (timm's feature_info:
   the channels and strides of the features it returns); heads read nothing else of it, and a backbone
-  family registered there plugs into a network type listed in its `backbone_families`.
+  family registered there plugs into the network types its `networks` name.
 - `network.pretrained_report` (set by `build_model`): the `PretrainedLoadReport` of the backbone weights,
   or None when the config has no `pretrained` file.
 

@@ -19,11 +19,12 @@ stride: `HRNetV2Seg.size_multiple`); PSPNet (unifiedseg/models/pspnet.py) pools 
 whose stride must be its `output_stride`, and its auxiliary head reads the second-to-last one.
 
 A family is a named way of building backbones from a name: `BackboneFamily(name=..., names=..., build=...,
-example=...)`, where `build(name, output_stride=None)` returns the backbone (`output_stride` is what
-PSPNet asks for: a family that cannot dilate its last stages refuses any value but None). Register one
-with `register_backbone_family`; a network type accepts the families named in its `backbone_families`
-class attribute (e.g. `PSPNet.backbone_families`), so a new family reaches an existing head by adding
-its name there, without touching the head's code.
+example=..., networks=...)`, where `build(name, output_stride=None)` returns the backbone (`output_stride`
+is what PSPNet asks for: a family that cannot dilate its last stages refuses any value but None) and
+`networks` names the network types (`model.type`: "hrnet", "pspnet") its backbones plug into. Register
+one with `register_backbone_family`: each network type takes the families that name it
+(`families_for(model_type)`), so a new family reaches the existing heads from its own registration,
+without touching their code.
 """
 
 from __future__ import annotations
@@ -98,6 +99,7 @@ class BackboneFamily:
     build: `build(name, output_stride=None) -> backbone` meeting the module docstring's contract.
     example: a small member, for checks and tests.
     display_name: how error messages call the family ("not a HRNet backbone").
+    networks: the network types (`model.type` names) whose heads take these backbones.
     """
 
     name: str
@@ -105,13 +107,18 @@ class BackboneFamily:
     build: Callable[..., nn.Module]
     example: str
     display_name: str
+    networks: tuple[str, ...]
 
 
 BACKBONE_FAMILIES: dict[str, BackboneFamily] = {}
 
 
 def register_backbone_family(family: BackboneFamily) -> BackboneFamily:
-    """Add a family to BACKBONE_FAMILIES; a name that is taken is refused."""
+    """Add a family to BACKBONE_FAMILIES; a name that is taken is refused, and so is a family that names
+    no network type."""
+    if not family.networks or not all(isinstance(n, str) for n in family.networks):
+        raise ValueError(f"backbone family {family.name!r}: networks must name the network types it plugs into "
+                         f"(model.type names, e.g. ('hrnet', 'pspnet')), got {family.networks!r}")
     if family.name in BACKBONE_FAMILIES:
         raise ValueError(f"a backbone family named {family.name!r} is already registered; "
                          f"registered: {', '.join(BACKBONE_FAMILIES)}")
@@ -156,14 +163,18 @@ def build_resnet_backbone(name: str, output_stride: int | None = None) -> nn.Mod
 
 
 register_backbone_family(BackboneFamily(name="hrnet", names=hrnet_backbone_names, build=build_hrnet_backbone,
-                                        example="hrnet_w18_small", display_name="HRNet"))
+                                        example="hrnet_w18_small", display_name="HRNet", networks=("hrnet",)))
 register_backbone_family(BackboneFamily(name="resnet", names=resnet_backbone_names, build=build_resnet_backbone,
-                                        example="resnet18", display_name="ResNet"))
+                                        example="resnet18", display_name="ResNet", networks=("pspnet",)))
 
 
-def families_named(names: Sequence[str]) -> list[BackboneFamily]:
-    """The registered families of these names, in that order."""
-    return [backbone_family(name) for name in names]
+def families_for(model_type: str) -> list[BackboneFamily]:
+    """The registered families whose backbones plug into the network type `model_type`, in registration order."""
+    families = [family for family in BACKBONE_FAMILIES.values() if model_type in family.networks]
+    if not families:
+        raise ValueError(f"no registered backbone family plugs into network type {model_type!r}; registered: "
+                         + ", ".join(f"{f.name} ({', '.join(f.networks)})" for f in BACKBONE_FAMILIES.values()))
+    return families
 
 
 def family_display_name(families: Sequence[BackboneFamily]) -> str:

@@ -21,7 +21,11 @@ def check_common_args(*, backbone: str, valid_backbones: list[str], num_classes:
         raise ValueError(f"dropout: must be a number in [0, 1), got {dropout!r}")
 
 
-def check_images(images: torch.Tensor) -> None:
-    """The models take RGB batches only."""
+def check_images(images: torch.Tensor, *, size_multiple: int = 1) -> None:
+    """The models take RGB batches only, with sides divisible by the network's size_multiple (the
+    Segmentor pads its input to that)."""
     if images.ndim != 4 or images.shape[1] != 3:
         raise ValueError(f"images must be a (N, 3, H, W) tensor, got shape {tuple(images.shape)}")
+    if size_multiple > 1 and (images.shape[-2] % size_multiple or images.shape[-1] % size_multiple):
+        raise ValueError(f"images must have sides divisible by {size_multiple}, got {tuple(images.shape[-2:])}; "
+                         f"the Segmentor pads any size to that (use Segmentor.predict_logits)")

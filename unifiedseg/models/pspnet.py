@@ -1,6 +1,6 @@
 """PSPNet (as in semseg / MSeg) on a dilated timm ResNet, with an optional auxiliary FCN head on layer3.
 
-Backbone: from a family of `backbone_families` (unifiedseg/models/backbones.py), built with
+Backbone: from a family registered for `pspnet` (unifiedseg/models/backbones.py), built with
 `output_stride`; the head reads only its declared features: the last one (pyramid pooling input, whose
 stride must be output_stride) and the second-to-last (auxiliary head input). Built in: timm's ResNets,
 layer3 and layer4, dilated instead of strided, so both are at stride 8 (output_stride=8) or 16/16
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from unifiedseg.models.backbones import (build_backbone, families_named, family_display_name, feature_channels,
+from unifiedseg.models.backbones import (build_backbone, families_for, family_display_name, feature_channels,
                                          feature_strides, resnet_backbone_names)  # noqa: F401 (its old home)
 from unifiedseg.models.checks import check_common_args, check_images
 from unifiedseg.utils.checks import is_finite_number, is_int
@@ -86,15 +86,15 @@ def conv_head(*, in_channels: int, hidden_channels: int, num_classes: int, dropo
 class PSPNet(nn.Module):
     """PSPNet: `forward(images) -> {"logits": ..., "aux_logits": ... (training with aux_weight > 0 only)}`."""
 
-    # Backbone families it takes (unifiedseg/models/backbones.py).
-    backbone_families = ("resnet",)
+    # Its `model.type`: it takes the backbone families registered for it (unifiedseg/models/backbones.py).
+    model_type = "pspnet"
 
     @staticmethod
     def check_args(*, backbone: str, num_classes: int, aux_weight: float = 0.4, output_stride: int = 8,
                    zoom_factor: int | None = None, dropout: float = 0.1, ppm_bins=DEFAULT_PPM_BINS) -> None:
         """The constructor's argument rules, without building anything; errors read `argument: what is wrong`.
         (That layer4 has at least as many channels as ppm_bins has sizes is checked when the backbone is built.)"""
-        families = families_named(PSPNet.backbone_families)
+        families = families_for(PSPNet.model_type)
         check_common_args(backbone=backbone, valid_backbones=[n for f in families for n in f.names()],
                           num_classes=num_classes, dropout=dropout, family=family_display_name(families))
         if not is_int(output_stride) or output_stride not in VALID_OUTPUT_STRIDES:
@@ -136,7 +136,7 @@ class PSPNet(nn.Module):
         self.logits_stride = output_stride // zoom_factor
         self.aux_weight = float(aux_weight)
 
-        self.backbone = build_backbone(backbone, families=families_named(self.backbone_families),
+        self.backbone = build_backbone(backbone, families=families_for(self.model_type),
                                        output_stride=output_stride)
         if feature_strides(self.backbone)[-1] != output_stride:
             raise ValueError(f"backbone: {backbone!r} gives its last features at stride "

@@ -8,8 +8,10 @@ It owns
   and the resizing around it: the input is zero-padded bottom/right (zeros are the mean colour once
   normalised) to the network's `size_multiple`, and its logits, which come at 1/`logits_stride` of the
   input, are upsampled bilinearly to `logits_stride` x their size and cropped to the input (logit cell i
-  covers pixels [i s, (i + 1) s)). The padding and upsampling are arithmetic on the input's size, so a
-  traced export (unifiedseg/inference/export.py) takes any size;
+  covers pixels [i s, (i + 1) s)); a network whose `logits_align_corners` is True (MSeg's HRNet) has its
+  logits resized straight to the input size with align_corners=True instead. This is the only place
+  logits are resized. The padding and upsampling are arithmetic on the input's size, so a traced export
+  (unifiedseg/inference/export.py) takes any size;
 - the losses, for training: a LossSet (`unifiedseg.losses.build_losses`), the auxiliary weight (the
   network's `aux_weight` unless given), the label space (`num_classes`, `ignore_index`) and the
   partial-label target sets (`TaxonomyConverter.partial_target_sets`).
@@ -85,6 +87,7 @@ class Segmentor(nn.Module):
         self.aux_weight = float(getattr(network, "aux_weight", 0.0) if aux_weight is None else aux_weight)
         self.size_multiple = int(getattr(network, "size_multiple", 1))
         self.logits_stride = int(getattr(network, "logits_stride", 1))
+        self.logits_align_corners = bool(getattr(network, "logits_align_corners", False))
         self.norm_eval = norm_eval
         self.channels_last = channels_last
         if channels_last:
@@ -145,6 +148,10 @@ class Segmentor(nn.Module):
 
     def _at_input_size(self, logits: torch.Tensor, height, width) -> torch.Tensor:
         """Logits of an input of height x width, at 1/logits_stride and maybe padded, upsampled and cropped to it."""
+        if self.logits_align_corners:
+            if tuple(logits.shape[-2:]) == (height, width):
+                return logits
+            return F.interpolate(logits.float(), size=(height, width), mode="bilinear", align_corners=True)
         if self.logits_stride > 1:
             s = self.logits_stride
             logits = F.interpolate(logits.float(), size=(logits.shape[-2] * s, logits.shape[-1] * s),
