@@ -16,7 +16,7 @@ def config_requests(config_path: str, overrides: list[str]) -> tuple[list[SplitR
     """The splits a config trains and validates on (required) and the zero-shot test datasets of its
     taxonomy (optional: tools/test.py reads their val split)."""
     from unifiedseg.config import load_config
-    from unifiedseg.engine.launch import data_requests
+    from unifiedseg.config.builders import data_requests
     from unifiedseg.taxonomy import TaxonomyTable
 
     cfg = load_config(config_path, overrides)
