@@ -1,0 +1,230 @@
+"""Get a dataset's archives into the raw layout: for each archive of the catalogue, skip it when it is
+already unpacked (or its targets are already there), else take the file the user fetched by hand
+(`from_files`, or already in the archive folder), or download it (a mirror first, then the publisher's
+URLs in order), verify it and unpack it into place. Nothing is done twice; what cannot be done is
+reported with why and what to do, e.g. which archives of a dataset that needs registration to fetch
+by hand and from where. No credentials are asked for or stored.
+
+Archives are kept in the dataset's folder under the data root (or `archive_dir`), as MSeg's scripts
+keep them, unless `remove_archives`. `list_datasets` tells, for the --list option, the state of each
+archive and what the status command finds of each dataset's raw release.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from unifiedseg.data.archives import (CORRUPT_SUFFIX, ArchiveError, CorruptArchiveError, is_unpacked, occupied,
+                                      read_digest, remove_leftovers, unpack_into_place, verify_archive)
+from unifiedseg.data.catalogue import ArchiveSpec, Catalogue, CatalogueError, DownloadDataset
+from unifiedseg.data.fetch import FetchError, FetchOptions, fetch, mirror_urls, part_file
+from unifiedseg.data.registry import DatasetRegistry
+from unifiedseg.data.splits import available_splits
+from unifiedseg.data.status import SplitRequest, data_status
+from unifiedseg.utils.names import suggest
+
+MIRROR_ENV = "UNIFIEDSEG_DATA_MIRROR"
+PUBLIC = "public"  # the name that stands for every dataset without registration
+COMMAND = "unifiedseg-data download"
+
+
+@dataclass(frozen=True)
+class DownloadOptions:
+    archive_dir: Path | None = None  # where archives are kept (default: each dataset's folder)
+    mirror: str | None = None  # an HTTP folder holding the archives under their names, tried first
+    from_files: dict[str, Path] = field(default_factory=dict)  # archive name -> a file the user fetched
+    remove_archives: bool = False
+    fetch: FetchOptions = FetchOptions()
+
+    @property
+    def progress(self) -> bool:
+        return self.fetch.progress
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one archive: done (unpacked now or before, or present) or not, and the message."""
+
+    dataset: str
+    archive: str
+    done: bool
+    message: str
+
+
+def resolve_mirror(given: str | None) -> str | None:
+    return given or os.environ.get(MIRROR_ENV) or None
+
+
+def select_datasets(catalogue: Catalogue, names: Iterable[str]) -> list[DownloadDataset]:
+    """The named datasets (`public` = every dataset without registration), each once, in order."""
+    chosen: dict[str, DownloadDataset] = {}
+    for name in names:
+        group = [d for d in catalogue.datasets.values() if d.public] if name == PUBLIC else [catalogue.get(name)]
+        chosen.update((dataset.name, dataset) for dataset in group)
+    return list(chosen.values())
+
+
+def match_files(catalogue: Catalogue, paths: Iterable[Path]) -> dict[str, Path]:
+    """Archive name -> file, for the files given (a folder: the files in it whose names the catalogue
+    knows). A file given by name that is no catalogue archive is a CatalogueError naming the closest."""
+    found: dict[str, Path] = {}
+    for path in map(Path, paths):
+        if path.is_dir():
+            candidates = sorted(entry for entry in path.iterdir() if entry.is_file())
+        elif path.is_file():
+            candidates = [path]
+            if catalogue.archive_named(path.name) is None:
+                raise CatalogueError(f"{path}: not an archive the catalogue knows{suggest(path.name, catalogue.archive_names())}; "
+                                     f"known archives: {', '.join(catalogue.archive_names())}")
+        else:
+            raise CatalogueError(f"--from-file {path}: no such file or folder")
+        for candidate in candidates:
+            hit = catalogue.archive_named(candidate.name)
+            if hit is not None:
+                found.setdefault(hit[1].name, candidate)
+    return found
+
+
+def archive_folder(dataset: DownloadDataset, root: Path, options: DownloadOptions) -> Path:
+    return Path(options.archive_dir) if options.archive_dir else root / dataset.folder
+
+
+def _local_copy(spec: ArchiveSpec, home: Path) -> Path | None:
+    """The archive in its folder, under any of its names."""
+    return next((home / name for name in spec.names if (home / name).is_file()), None)
+
+
+def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOptions,
+                     log: Callable[[str], None] = print) -> list[Outcome]:
+    """One Outcome per archive of `dataset` (see the module docstring); the archives that must be
+    fetched by hand are reported together, with the instructions."""
+    outcomes, by_hand = [], []
+    for spec in dataset.archives:
+        outcome = prepare_archive(dataset, spec, root, options, log)
+        if outcome is None:
+            by_hand.append(spec)
+        else:
+            log(f"{dataset.name}: {spec.name}: {outcome.message}")
+            outcomes.append(outcome)
+    if by_hand:
+        message = manual_instructions(dataset, by_hand, root, options)
+        log(message)
+        outcomes += [Outcome(dataset.name, spec.name, False, "to fetch by hand") for spec in by_hand]
+    return outcomes
+
+
+def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions,
+                    log: Callable[[str], None] = print) -> Outcome | None:
+    """Bring one archive into the raw layout; None when it must be fetched by hand (no URL, and no
+    mirror has it)."""
+    folder, home = root / dataset.folder, archive_folder(dataset, root, options)
+    remove_leftovers(folder, spec.name)
+    if is_unpacked(folder, spec.name, spec.targets):
+        return Outcome(dataset.name, spec.name, True, "already unpacked")
+    present = [target for target in spec.targets if occupied(folder / target)]
+    if present and len(present) == len(spec.targets):
+        return Outcome(dataset.name, spec.name, True, f"already present in {folder} ({', '.join(present)}; not "
+                                                      f"unpacked by this command), left as it is")
+    if present:
+        return Outcome(dataset.name, spec.name, False, f"{', '.join(str(folder / t) for t in present)} already "
+                                                       f"exist(s) but not the rest of what {spec.name} brings; move them "
+                                                       f"away and run again")
+    given = options.from_files.get(spec.name)
+    path = given or _local_copy(spec, home)
+    if path is None:
+        urls = mirror_urls(options.mirror, spec.names) + list(spec.urls)
+        if not urls:
+            return None
+        path = home / spec.name
+        log(f"{dataset.name}: {spec.name}: downloading ({spec.shown_size})")
+        try:
+            used = fetch(urls, path, expected_size=spec.size, options=options.fetch)
+        except FetchError as err:
+            if dataset.public:
+                return Outcome(dataset.name, spec.name, False, str(err))
+            log(f"{dataset.name}: {spec.name}: {err}")
+            return None
+        log(f"{dataset.name}: {spec.name}: downloaded from {used}")
+    try:
+        verified = verify_archive(path, size=spec.size, sha256=spec.sha256, move_aside=given is None,
+                                  progress=options.progress)
+        log(f"{dataset.name}: {spec.name}: verified against {verified.how}")
+        targets = unpack_into_place(path, folder, spec.parts, nested=spec.nested, name=spec.name,
+                                    sha256=verified.sha256, progress=options.progress)
+    except ArchiveError as err:
+        return Outcome(dataset.name, spec.name, False, str(err))
+    if options.remove_archives and given is None:
+        path.unlink()
+    return Outcome(dataset.name, spec.name, True, f"unpacked into {', '.join(map(str, targets))}")
+
+
+def manual_instructions(dataset: DownloadDataset, specs: list[ArchiveSpec], root: Path, options: DownloadOptions) -> str:
+    """Which archives to fetch by hand, from where, and the two ways to go on."""
+    needs = f"needs {dataset.registration}" if dataset.registration else "has archives to fetch by hand"
+    lines = [f"{dataset.name} ({dataset.title}) {needs}. Fetch these by hand from {dataset.page} :"]
+    for spec in specs:
+        other = f" (also named {', '.join(spec.other_names)})" if spec.other_names else ""
+        note = f": {spec.note}" if spec.note else ""
+        lines.append(f"  {spec.name}{other}, {spec.shown_size}{note}")
+    lines += [f"then put them in {archive_folder(dataset, root, options)}/ and run this command again, or run",
+              f"  {COMMAND} {dataset.name} --root {root} --from-file FILE_OR_FOLDER...",
+              "(log in with your browser: this command asks for no password and stores none)"]
+    return "\n".join(lines)
+
+
+def _archive_state(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions) -> str:
+    folder, home = root / dataset.folder, archive_folder(dataset, root, options)
+    if is_unpacked(folder, spec.name, spec.targets):
+        return "unpacked"
+    if all(occupied(folder / target) for target in spec.targets):
+        return "present (not unpacked by this command)"
+    local = _local_copy(spec, home)
+    if local is not None:
+        return f"downloaded{' and verified' if read_digest(local) else ''}, not unpacked"
+    part = part_file(home / spec.name)
+    if part.exists():
+        return f"partly downloaded ({part.stat().st_size} bytes)"
+    if (home / (spec.name + CORRUPT_SUFFIX)).exists():
+        return f"absent (a damaged copy is set aside as {spec.name + CORRUPT_SUFFIX})"
+    return "absent"
+
+
+def release_entries(registry: DatasetRegistry, dataset: DownloadDataset) -> list[str]:
+    """The registry entries that read the publisher's files of `dataset` as they are (no `raw` mapping
+    from another entry): what the unpacked archives should hold."""
+    return [info.name for info in registry.entries.values()
+            if (info.root == dataset.folder or info.root.startswith(dataset.folder + "/"))
+            and (info.raw is None or info.raw.from_entry == info.name)]
+
+
+def list_datasets(catalogue: Catalogue, datasets: list[DownloadDataset], root: Path | None,
+                  options: DownloadOptions, registry: DatasetRegistry | None = None) -> str:
+    """For --list: each dataset, whether it needs registration, its archives and sizes, and with a
+    root, each archive's state and the status command's view of its raw releases (raw label source)."""
+    lines = [f"data root: {root}" if root else "no data root given (--root or $UNIFIEDSEG_DATA_ROOT): catalogue only",
+             f"archive catalogue: {catalogue.source}"]
+    for dataset in datasets:
+        access = f"needs {dataset.registration}" if dataset.registration else "public (downloaded by this command)"
+        lines += [f"{dataset.name}: {dataset.title}, into {dataset.folder}/", f"  access: {access}; page: {dataset.page}"]
+        width = max(len(spec.name) for spec in dataset.archives)
+        for spec in dataset.archives:
+            state = f"  {_archive_state(dataset, spec, root, options)}" if root else ""
+            lines.append(f"  {spec.name.ljust(width)}  {spec.shown_size}{state}")
+        if root and registry is not None:
+            lines += _status_lines(registry, dataset, root)
+    return "\n".join(lines)
+
+
+def _status_lines(registry: DatasetRegistry, dataset: DownloadDataset, root: Path) -> list[str]:
+    """One line per raw release entry: each split's status and its images found against the list."""
+    names = release_entries(registry, dataset)
+    requests = [SplitRequest(name, split, False) for name in names for split in available_splits(registry.get(name))]
+    rows = data_status(registry, root, requests, progress=False, generate_lists=False, label_source="raw")
+    lines = []
+    for name in names:
+        splits = [f"{row.split} {row.state} ({row.images}/{row.listed} images)" for row in rows if row.dataset == name]
+        lines.append(f"  status of {name}: {', '.join(splits)}")
+    return lines
