@@ -200,7 +200,7 @@ def test_every_dead_url_is_reported(archive_server, tmp_path):
     catalogue = toy_catalogue(tmp_path, archive_server.url)
     outcomes, _ = run(catalogue, tmp_path / "root")
     message = outcomes[0].message
-    assert message.startswith("could not download images.zip; tried:")
+    assert message.startswith("could not download images.zip from any of its 2 URL(s):\n")
     assert f"{archive_server.url}/gone/images.zip: HTTP 404" in message and f"{archive_server.url}/images.zip: HTTP 404" in message
 
     catalogue = toy_catalogue(tmp_path, "http://127.0.0.1:9")  # nothing listens there

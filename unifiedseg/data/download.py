@@ -98,11 +98,13 @@ def _local_copy(spec: ArchiveSpec, home: Path) -> Path | None:
 
 
 def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOptions,
-                     log: Callable[[str], None] = print) -> list[Outcome]:
-    """One Outcome per archive of `dataset` (see the module docstring); the archives that must be
-    fetched by hand are reported together, with the instructions."""
+                     log: Callable[[str], None] = print, only: set[str] | None = None) -> list[Outcome]:
+    """One Outcome per archive of `dataset` (those named in `only`, if given; see the module
+    docstring); the archives that must be fetched by hand are reported together, with instructions."""
     outcomes, by_hand = [], []
     for spec in dataset.archives:
+        if only is not None and spec.name not in only:
+            continue
         outcome = prepare_archive(dataset, spec, root, options, log)
         if outcome is None:
             by_hand.append(spec)

@@ -69,7 +69,7 @@ def fetch(urls: Sequence[str], dest: Path, *, expected_size: int | None = None,
         raise FetchError(f"{dest.name}: no URL to download it from")
     kept = part_file(dest)
     note = f"\n  ({kept.stat().st_size} bytes kept in {kept}: the next run resumes)" if kept.exists() else ""
-    raise FetchError(f"could not download {dest.name}; tried:\n  " + "\n  ".join(errors) + note)
+    raise FetchError(f"could not download {dest.name} from any of its {len(errors)} URL(s):\n  " + "\n  ".join(errors) + note)
 
 
 def _content_range(value: str | None) -> tuple[int | None, int | None]:
