@@ -3,6 +3,7 @@ serving small generated archives: download with fallbacks and a mirror, resume a
 when ranges are refused, damaged archives set aside, unsafe members refused, nothing half-unpacked, the
 second run a no-op; the catalogue's checks, and the shipped catalogue against the raw layout."""
 
+import fcntl
 import hashlib
 import json
 import os
@@ -153,6 +154,17 @@ def test_a_part_that_is_already_whole_is_taken_as_it_is(toy, archive_server):
     assert outcomes[0].done and ("images.zip", f"bytes={len(archive_server.files['images.zip'])}-") in archive_server.requests
 
 
+def test_a_part_longer_than_the_file_is_replaced(toy, archive_server):
+    catalogue, root = toy
+    body = archive_server.files["images.zip"]
+    (root / "Toy").mkdir(parents=True)
+    (root / "Toy" / "images.zip.part").write_bytes(b"x" * (len(body) + 10))
+    outcomes, _ = run(catalogue, root)
+    assert outcomes[0].done and (root / "Toy" / "images.zip").read_bytes() == body
+    assert [r for r in archive_server.requests if r[0] == "images.zip"] == [
+        ("images.zip", f"bytes={len(body) + 10}-"), ("images.zip", None)]  # 416, then from the start
+
+
 def damaged(data: bytes) -> bytes:
     """`data` with one byte flipped inside the first member's bytes."""
     position = len(data) // 4
@@ -237,6 +249,16 @@ def test_targets_already_there_are_left_alone(toy, archive_server):
     outcomes, _ = run(catalogue, root)
     assert outcomes[0].done and "already present" in outcomes[0].message
     assert "images.zip" not in archive_server.names_requested() and (root / "Toy" / "images" / "mine.png").exists()
+
+
+def test_a_second_run_on_the_same_folder_waits_its_turn(toy, archive_server):
+    catalogue, root = toy
+    (root / "Toy").mkdir(parents=True)
+    with open(root / "Toy" / ".unifiedseg-download.lock", "a") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # as another run would
+        outcomes, _ = run(catalogue, root)
+    assert [o.done for o in outcomes] == [False, False] and "is working in" in outcomes[0].message
+    assert archive_server.requests == []
 
 
 UNSAFE = {

@@ -12,8 +12,10 @@ archive and what the status command finds of each dataset's raw release.
 
 from __future__ import annotations
 
+import fcntl
 import os
 from collections.abc import Callable, Iterable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -29,6 +31,7 @@ from unifiedseg.utils.names import suggest
 MIRROR_ENV = "UNIFIEDSEG_DATA_MIRROR"
 PUBLIC = "public"  # the name that stands for every dataset without registration
 COMMAND = "unifiedseg-data download"
+LOCK_FILE = ".unifiedseg-download.lock"
 
 
 @dataclass(frozen=True)
@@ -102,20 +105,42 @@ def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOpti
     """One Outcome per archive of `dataset` (those named in `only`, if given; see the module
     docstring); the archives that must be fetched by hand are reported together, with instructions."""
     outcomes, by_hand = [], []
-    for spec in dataset.archives:
-        if only is not None and spec.name not in only:
-            continue
-        outcome = prepare_archive(dataset, spec, root, options, log)
-        if outcome is None:
-            by_hand.append(spec)
-        else:
-            log(f"{dataset.name}: {spec.name}: {outcome.message}")
-            outcomes.append(outcome)
+    specs = [spec for spec in dataset.archives if only is None or spec.name in only]
+    try:
+        with _folder_lock(root / dataset.folder):
+            for spec in specs:
+                outcome = prepare_archive(dataset, spec, root, options, log)
+                if outcome is None:
+                    by_hand.append(spec)
+                else:
+                    log(f"{dataset.name}: {spec.name}: {outcome.message}")
+                    outcomes.append(outcome)
+    except _Busy:
+        message = f"another {COMMAND} is working in {root / dataset.folder}; run this one when it has finished"
+        log(f"{dataset.name}: {message}")
+        return [Outcome(dataset.name, spec.name, False, message) for spec in specs]
     if by_hand:
         message = manual_instructions(dataset, by_hand, root, options)
         log(message)
         outcomes += [Outcome(dataset.name, spec.name, False, "to fetch by hand") for spec in by_hand]
     return outcomes
+
+
+class _Busy(Exception):
+    """Another run holds the dataset folder."""
+
+
+@contextmanager
+def _folder_lock(folder: Path):
+    """Hold the dataset folder's lock file (_Busy when another run holds it): a second run would take
+    the first one's temporary folders for leftovers and write into its downloads."""
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / LOCK_FILE, "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _Busy() from None
+        yield
 
 
 def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions,

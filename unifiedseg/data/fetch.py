@@ -85,8 +85,8 @@ def _fetch_one(url: str, dest: Path, expected_size: int | None, options: FetchOp
     part = part_file(dest)
     if urllib.parse.urlparse(url).scheme not in ("http", "https"):
         raise _UrlFailed("not an http(s) URL")
-    problem = ""
-    for _ in range(options.retries + 1):
+    cuts = 0
+    while True:
         offset = part.stat().st_size if part.exists() else 0
         headers = {"User-Agent": USER_AGENT, **({"Range": f"bytes={offset}-"} if offset else {})}
         try:
@@ -97,8 +97,7 @@ def _fetch_one(url: str, dest: Path, expected_size: int | None, options: FetchOp
                 if total == offset and expected_size in (None, total):
                     os.replace(part, dest)
                     return
-                part.unlink()
-                problem = f"the server refused to resume at byte {offset}; starting afresh"
+                part.unlink()  # start afresh (without a Range header: no second 416)
                 continue
             raise _UrlFailed(f"HTTP {err.code} {err.reason}") from None
         except (URLError, OSError, http.client.HTTPException) as err:
@@ -112,8 +111,9 @@ def _fetch_one(url: str, dest: Path, expected_size: int | None, options: FetchOp
         if size > total:
             part.unlink()
             raise _UrlFailed(f"received {size} bytes, {total} were announced")
-        problem = f"transfer cut short at byte {size} of {total}"
-    raise _UrlFailed(f"{problem} ({options.retries} resume(s) tried)")
+        cuts += 1
+        if cuts > options.retries:
+            raise _UrlFailed(f"transfer cut short at byte {size} of {total} ({options.retries} resume(s) tried)")
 
 
 def _receive(response, part: Path, offset: int, expected_size: int | None, name: str,
