@@ -110,6 +110,17 @@ def test_downloads_verifies_unpacks_and_the_second_run_does_nothing(toy, archive
     assert len(archive_server.requests) == served and "the digest in" in log
 
 
+def test_archives_kept_elsewhere_or_removed_once_unpacked(toy, archive_server, tmp_path):
+    catalogue, root = toy
+    outcomes, _ = run(catalogue, root, archive_dir=tmp_path / "archives", remove_archives=True)
+    assert all(o.done for o in outcomes) and (root / "Toy" / "images" / "a.png").is_file()
+    assert sorted(p.name for p in (tmp_path / "archives").iterdir()) == ["images.zip.sha256", "labels.tar.gz.sha256"]
+    assert not list((root / "Toy").glob("images.zip*"))
+    served = len(archive_server.requests)
+    outcomes, _ = run(catalogue, root, archive_dir=tmp_path / "archives", remove_archives=True)
+    assert [o.message for o in outcomes] == ["already unpacked"] * 2 and len(archive_server.requests) == served
+
+
 def test_an_interrupted_download_resumes_with_a_range_request(toy, archive_server):
     catalogue, root = toy
     body = archive_server.files["images.zip"]

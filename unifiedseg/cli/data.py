@@ -152,7 +152,7 @@ def download_main(args) -> int:
         for dataset in datasets:
             outcomes += download_dataset(dataset, root, options, only=None if args.names else set(from_files))
     except KeyboardInterrupt:
-        print(f"\ninterrupted: run the same command again to resume", file=sys.stderr)
+        print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
     return _summary(outcomes, datasets, root)
 
@@ -175,7 +175,8 @@ def _summary(outcomes: list, datasets: list, root: Path) -> int:
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(
-        prog="unifiedseg-data", description="Datasets on disk: what is there and what is missing.")
+        prog="unifiedseg-data", description="Datasets on disk: get them (download), and what is there and what is "
+                                            "missing (status).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     status = commands.add_parser(
         "status", help="one row per dataset and split: found or missing, images and labels counted against the "

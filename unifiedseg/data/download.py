@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unifiedseg.data.archives import (CORRUPT_SUFFIX, ArchiveError, CorruptArchiveError, is_unpacked, occupied,
+from unifiedseg.data.archives import (CORRUPT_SUFFIX, ArchiveError, is_unpacked, occupied,
                                       read_digest, remove_leftovers, unpack_into_place, verify_archive)
 from unifiedseg.data.catalogue import ArchiveSpec, Catalogue, CatalogueError, DownloadDataset
 from unifiedseg.data.fetch import FetchError, FetchOptions, fetch, mirror_urls, part_file
