@@ -17,7 +17,6 @@ journal lists them, so that targets moved before a kill are removed and unpacked
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -35,15 +34,17 @@ from typing import Callable
 
 from tqdm import tqdm
 
-from unifiedseg.utils.fileio import atomic_write_text
+from unifiedseg.utils.fileio import CHUNK, atomic_write_text, file_sha256
+from unifiedseg.utils.progress import byte_progress
 
-ARCHIVE_SUFFIXES = (".zip", ".tar", ".tar.gz", ".tgz")
+ZIP_SUFFIXES = (".zip",)
+TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # plain or compressed: the content says which
+ARCHIVE_SUFFIXES = ZIP_SUFFIXES + TAR_SUFFIXES
 DIGEST_SUFFIX = ".sha256"
 CORRUPT_SUFFIX = ".corrupt"
 MARKER_PREFIX = ".unifiedseg-unpacked-"
 JOURNAL_PREFIX = ".unifiedseg-moving-"
 PARTIAL_TAG = ".partial-"
-CHUNK = 1 << 20
 # What reading a damaged archive raises (gzip.BadGzipFile is an OSError).
 DAMAGE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, NotImplementedError)
 
@@ -98,9 +99,9 @@ class _Member:
 def archive_kind(path: Path) -> str:
     """zip or tar (plain or compressed), from the file name, else from the content."""
     name = path.name.lower()
-    if name.endswith(".zip"):
+    if name.endswith(ZIP_SUFFIXES):
         return "zip"
-    if name.endswith(ARCHIVE_SUFFIXES[1:]):
+    if name.endswith(TAR_SUFFIXES):
         return "tar"
     if zipfile.is_zipfile(path):
         return "zip"
@@ -159,12 +160,6 @@ def _chunks(path: Path, member: _Member) -> Iterator[bytes]:
         raise CorruptArchiveError(f"{path}: member {member.name!r} is damaged: {err}") from None
 
 
-def byte_progress(desc: str, progress: bool, total: int | None = None, initial: int = 0) -> tqdm:
-    """A tqdm bar counting bytes (KiB, MiB, ...), cleared when done."""
-    return tqdm(desc=desc, total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
-                disable=not progress, leave=False)
-
-
 def check_integrity(path: Path, *, progress: bool = True) -> None:
     """Read every member through (zip CRCs, the gzip stream's end); CorruptArchiveError when damaged."""
     with byte_progress(f"check {path.name}", progress) as bar:
@@ -172,15 +167,6 @@ def check_integrity(path: Path, *, progress: bool = True) -> None:
             if member.kind == "file":
                 for chunk in _chunks(path, member):
                     bar.update(len(chunk))
-
-
-def file_sha256(path: Path, *, progress: bool = True) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle, byte_progress(f"sha256 {path.name}", progress, path.stat().st_size) as bar:
-        while chunk := handle.read(CHUNK):
-            digest.update(chunk)
-            bar.update(len(chunk))
-    return digest.hexdigest()
 
 
 def digest_file(path: Path) -> Path:

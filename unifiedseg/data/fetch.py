@@ -21,7 +21,8 @@ from pathlib import Path
 from urllib.error import HTTPError, URLError
 from urllib.request import Request, urlopen
 
-from unifiedseg.data.archives import CHUNK, byte_progress
+from unifiedseg.utils.fileio import CHUNK
+from unifiedseg.utils.progress import byte_progress
 
 PART_SUFFIX = ".part"
 USER_AGENT = "unifiedseg-data"
