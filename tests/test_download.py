@@ -3,6 +3,7 @@ serving small generated archives: download with fallbacks and a mirror, resume a
 when ranges are refused, damaged archives set aside, unsafe members refused, nothing half-unpacked, the
 second run a no-op; the catalogue's checks, and the shipped catalogue against the raw layout."""
 
+import errno
 import fcntl
 import hashlib
 import json
@@ -18,6 +19,7 @@ import pytest
 
 from download_fixtures import (archive_server, only_local_network, payload, special_member, tar_bytes,  # noqa: F401
                                zip_bytes)
+from unifiedseg.data import archives
 from unifiedseg.data.archives import (ArchiveError, CorruptArchiveError, UnpackPart, UnsafeArchiveError,
                                       unpack_into_place, verify_archive)
 from unifiedseg.data.catalogue import Catalogue, CatalogueError
@@ -182,9 +184,23 @@ def damaged(data: bytes) -> bytes:
     return data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:]
 
 
-@pytest.mark.parametrize("name, bad", [("images.zip", lambda files: damaged(files["images.zip"])),
-                                       ("labels.tar.gz", lambda files: files["labels.tar.gz"][:-200])])
-def test_a_damaged_archive_is_set_aside_with_a_clear_error(toy, archive_server, name, bad):
+def flipped(data: bytes, position: int) -> bytes:
+    return data[:position] + bytes([data[position] ^ 0xFF]) + data[position + 1:]
+
+
+DAMAGED = {  # name of the archive, how to damage it (from the served files)
+    "zip member": ("images.zip", lambda files: damaged(files["images.zip"])),
+    "tar.gz cut": ("labels.tar.gz", lambda files: files["labels.tar.gz"][:-200]),
+    # the tar reads fine from these: only the gzip stream's CRC-32 and length say they are wrong
+    "tar.gz byte flipped": ("labels.tar.gz", lambda files: flipped(files["labels.tar.gz"], len(files["labels.tar.gz"]) // 2)),
+    "tar.gz crc": ("labels.tar.gz", lambda files: flipped(files["labels.tar.gz"], len(files["labels.tar.gz"]) - 8)),
+    "tar.gz no trailer": ("labels.tar.gz", lambda files: files["labels.tar.gz"][:-8]),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_archive_is_set_aside_with_a_clear_error(toy, archive_server, case):
+    name, bad = DAMAGED[case]
     catalogue, root = toy
     good = archive_server.files[name]
     archive_server.files[name] = bad(archive_server.files)
@@ -316,6 +332,62 @@ def test_renames_nested_archives_and_a_missing_folder(tmp_path):
         unpack_into_place(archive, tmp_path / "Sun", (UnpackPart(("image",), "image"), UnpackPart(("label37",), "label38")),
                           progress=False)
     assert [p.name for p in (tmp_path / "Sun").iterdir()] == []
+
+
+def plain_tar(members: dict) -> bytes:
+    return tar_bytes(members, mode="w")
+
+
+PLAIN_TAR = {"a/1": payload(1, 700), "a/2": payload(2, 700)}
+SECOND_HEADER = 512 + 1024  # the first member's header and its 700 bytes padded to 1024
+
+
+@pytest.mark.parametrize("bad, why", [
+    (lambda data: data[:SECOND_HEADER], "without the end-of-archive blocks"),  # cut between two members
+    (lambda data: data[:SECOND_HEADER + 100], "without the end-of-archive blocks"),  # cut in the second header
+    (lambda data: data[:SECOND_HEADER + 700], "member 'a/2' is damaged"),  # cut in the second member
+    (lambda data: flipped(data, SECOND_HEADER + 3), f"no valid member header at byte {SECOND_HEADER}"),
+])
+def test_a_plain_tar_is_checked_to_its_end(tmp_path, bad, why):
+    """A plain tar has no checksum of its own: a cut or damaged header must not read as its end."""
+    archive = tmp_path / "v.tar"
+    archive.write_bytes(bad(plain_tar(PLAIN_TAR)))
+    with pytest.raises(CorruptArchiveError, match=why):
+        verify_archive(archive, progress=False)
+    assert (tmp_path / "v.tar.corrupt").exists()
+    archive.write_bytes(plain_tar(PLAIN_TAR))
+    assert "its own integrity" in verify_archive(archive, progress=False).how
+
+
+@pytest.mark.parametrize("name, data", [("io.zip", zip_bytes(IMAGES)), ("io.tar.gz", tar_bytes(LABELS))])
+def test_an_io_error_while_reading_is_not_taken_for_damage(tmp_path, monkeypatch, name, data):
+    """EIO (a failing disk, a network file system) says nothing about the archive: it stays in place."""
+    archive = tmp_path / name
+    archive.write_bytes(data)
+    class FailingDisk:
+        def __init__(self, handle):
+            self.handle = handle
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            self.handle.close()
+
+        def read(self, size=-1):
+            if self.handle.tell() >= 600:
+                raise OSError(errno.EIO, "Input/output error")
+            return self.handle.read(size)
+
+        def __getattr__(self, name):
+            return getattr(self.handle, name)
+
+    monkeypatch.setattr(archives, "open", lambda *args, **kwargs: FailingDisk(open(*args, **kwargs)), raising=False)
+    with pytest.raises(ArchiveError) as caught:
+        verify_archive(archive, progress=False)
+    assert not isinstance(caught.value, CorruptArchiveError)
+    assert f"{archive}: cannot read it: Input/output error; the file is left where it is" in str(caught.value)
+    assert archive.exists() and not (tmp_path / f"{name}.corrupt").exists()
 
 
 def test_verify_leaves_a_users_file_in_place(tmp_path):

@@ -1,9 +1,14 @@
 """Archives on disk: verify one, and unpack it into place safely.
 
 Verifying checks the recorded size and sha256 where the catalogue has them, else a digest written beside
-the archive at its first check (`NAME.sha256`, `sha256sum` format), else the archive's own integrity
-(every member read through: zip CRCs, the gzip stream), after which that digest is written. A damaged
-archive can be moved aside to `NAME.corrupt`.
+the archive at its first check (`NAME.sha256`, `sha256sum` format), else the archive's own integrity,
+after which that digest is written: every member is read through (a zip's CRC-32 per member), a tar to
+its end-of-archive block (a damaged header or a cut does not pass for the end), and a compressed tar's
+stream (gzip, bzip2, xz: told by its first bytes) to its end, where the decompressor checks its CRC and
+length. A plain `.tar` carries no checksum of its data: a byte changed inside a member goes unnoticed
+unless a size or sha256 is recorded (the download checks that the transfer gave the announced length).
+A damaged archive can be moved aside to `NAME.corrupt`. Only format errors mean damage; an I/O error of
+the file system (EIO, EACCES...) is reported as such and the file is left where it is.
 
 Unpacking maps members to targets under a dataset folder (`UnpackPart`: members under one of `sources`
 go to `target`, e.g. `label37/` -> `label38/`; members under no part are left out), refusing any member
@@ -17,7 +22,10 @@ journal lists them, so that targets moved before a kill are removed and unpacked
 
 from __future__ import annotations
 
+import bz2
+import gzip
 import json
+import lzma
 import os
 import re
 import shutil
@@ -45,8 +53,11 @@ CORRUPT_SUFFIX = ".corrupt"
 MARKER_PREFIX = ".unifiedseg-unpacked-"
 JOURNAL_PREFIX = ".unifiedseg-moving-"
 PARTIAL_TAG = ".partial-"
-# What reading a damaged archive raises (gzip.BadGzipFile is an OSError).
-DAMAGE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, EOFError, OSError, NotImplementedError)
+# What reading a damaged archive raises; decompressors also raise OSErrors without an errno
+# (gzip.BadGzipFile, bz2's "Invalid data stream"), see `_reading_error`.
+DAMAGE_ERRORS = (zipfile.BadZipFile, tarfile.TarError, zlib.error, lzma.LZMAError, gzip.BadGzipFile, EOFError)
+# A compressed tar's first bytes -> how to open its stream.
+COMPRESSED_STREAMS = ((b"\x1f\x8b", gzip.open), (b"BZh", bz2.open), (b"\xfd7zXZ\x00", lzma.open))
 
 
 class ArchiveError(RuntimeError):
@@ -125,29 +136,107 @@ def _tar_kind(member: tarfile.TarInfo) -> str:
     return "file" if member.isreg() else "dir" if member.isdir() else "device"
 
 
+def _reading_error(path: Path, err: Exception, what: str) -> ArchiveError:
+    """The error to raise for `err`, met while reading the archive: CorruptArchiveError for a format
+    error (`what` says where), ArchiveError for an I/O error of the file system or an unsupported
+    feature (the file is fine, or at least not known to be damaged)."""
+    if isinstance(err, ArchiveError):
+        return err
+    cause = err
+    while cause is not None:  # zipfile turns an OSError reading the central directory into BadZipFile
+        if isinstance(cause, OSError) and cause.errno is not None:
+            return ArchiveError(f"{path}: cannot read it: {cause.strerror}; the file is left where it is")
+        cause = cause.__cause__ or cause.__context__
+    if isinstance(err, NotImplementedError):  # e.g. a zip compression method Python lacks
+        return ArchiveError(f"{path}: cannot read it: {err}; the file is left where it is")
+    return CorruptArchiveError(f"{path}: {what}: {err}")
+
+
+READ_ERRORS = DAMAGE_ERRORS + (OSError, NotImplementedError)
+
+
+class _Tracked:
+    """A file object (a decompressed tar stream) that remembers where its last read started and what it
+    gave: tarfile stops at the first block that is not a header without saying whether that block
+    was the end-of-archive marker, a damaged header or a cut; this block tells."""
+
+    def __init__(self, handle):
+        self.handle, self.last, self.last_at = handle, b"", -1
+
+    def read(self, size=-1) -> bytes:
+        self.last_at = self.handle.tell()
+        self.last = self.handle.read(size)
+        return self.last
+
+    def seek(self, *args) -> int:
+        return self.handle.seek(*args)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def seekable(self) -> bool:
+        return True
+
+
+def _tar_stream(raw):
+    """The tar stream of an open archive file: decompressed when its first bytes say gzip, bzip2 or xz."""
+    magic = raw.read(6)
+    raw.seek(0)
+    opener = next((opener for prefix, opener in COMPRESSED_STREAMS if magic.startswith(prefix)), None)
+    return opener(raw) if opener else raw
+
+
+def _check_tar_end(path: Path, handle: tarfile.TarFile, stream: _Tracked) -> None:
+    """After the last member: the block tarfile stopped at must be the end-of-archive marker (zeros),
+    and a compressed stream is read to its end (its CRC and length are checked there)."""
+    if stream.last_at != handle.offset:  # not the block tarfile read last: read it again
+        stream.seek(handle.offset)
+        stream.read(tarfile.BLOCKSIZE)
+    block = stream.last
+    if len(block) < tarfile.BLOCKSIZE:
+        raise CorruptArchiveError(f"{path}: damaged tar archive: its tar stream ends at byte {handle.offset + len(block)} "
+                                  f"without the end-of-archive blocks (cut short?)")
+    if block.count(0) != len(block):
+        raise CorruptArchiveError(f"{path}: damaged tar archive: no valid member header at byte {handle.offset} of its "
+                                  f"tar stream")
+    while stream.read(CHUNK):
+        pass
+
+
 def _members(path: Path) -> Iterator[_Member]:
-    """The archive's members in order (a tar is read as a stream, once); a damaged archive raises
-    CorruptArchiveError naming it."""
+    """The archive's members in order (a tar is read once, front to back, and checked to its end); a
+    damaged archive raises CorruptArchiveError naming it, an I/O error ArchiveError."""
     kind = archive_kind(path)
     try:
-        handle = zipfile.ZipFile(path) if kind == "zip" else tarfile.open(path, "r|*")
-    except DAMAGE_ERRORS as err:
-        raise CorruptArchiveError(f"{path}: not a readable {kind} archive: {err}") from None
-    with handle:
-        if kind == "zip":
-            found = (_Member(info.filename, _zip_kind(info), lambda info=info: handle.open(info))
-                     for info in handle.infolist())
-        else:
-            found = (_Member(item.name, _tar_kind(item), lambda item=item: handle.extractfile(item), item.linkname)
-                     for item in handle)
-        while True:
-            try:
-                member = next(found)
-            except StopIteration:
-                return
-            except DAMAGE_ERRORS as err:
-                raise CorruptArchiveError(f"{path}: damaged {kind} archive: {err}") from None
-            yield member
+        raw = open(path, "rb")
+    except OSError as err:
+        raise _reading_error(path, err, "") from None
+    with raw:
+        try:
+            if kind == "zip":
+                handle = zipfile.ZipFile(raw)
+            else:
+                stream = _Tracked(_tar_stream(raw))
+                handle = tarfile.open(fileobj=stream, mode="r:")
+        except READ_ERRORS as err:
+            raise _reading_error(path, err, f"not a readable {kind} archive") from None
+        with handle:
+            if kind == "zip":
+                found = (_Member(info.filename, _zip_kind(info), lambda info=info: handle.open(info))
+                         for info in handle.infolist())
+            else:
+                found = (_Member(item.name, _tar_kind(item), lambda item=item: handle.extractfile(item), item.linkname)
+                         for item in handle)
+            while True:
+                try:
+                    member = next(found, None)
+                    if member is None and kind == "tar":
+                        _check_tar_end(path, handle, stream)
+                except READ_ERRORS as err:
+                    raise _reading_error(path, err, f"damaged {kind} archive") from None
+                if member is None:
+                    return
+                yield member
 
 
 def _chunks(path: Path, member: _Member) -> Iterator[bytes]:
@@ -156,8 +245,8 @@ def _chunks(path: Path, member: _Member) -> Iterator[bytes]:
         with member.open() as handle:
             while chunk := handle.read(CHUNK):
                 yield chunk
-    except DAMAGE_ERRORS as err:
-        raise CorruptArchiveError(f"{path}: member {member.name!r} is damaged: {err}") from None
+    except READ_ERRORS as err:
+        raise _reading_error(path, err, f"member {member.name!r} is damaged") from None
 
 
 def check_integrity(path: Path, *, progress: bool = True) -> None:
@@ -197,6 +286,13 @@ def verify_archive(path: Path, *, size: int | None = None, sha256: str | None = 
 
 
 def _verify(path: Path, size: int | None, sha256: str | None, progress: bool) -> Verified:
+    try:
+        return _verify_file(path, size, sha256, progress)
+    except OSError as err:  # reading the file for its digest or its size
+        raise _reading_error(path, err, "") from None
+
+
+def _verify_file(path: Path, size: int | None, sha256: str | None, progress: bool) -> Verified:
     actual_size = path.stat().st_size
     if size is not None and actual_size != size:
         raise CorruptArchiveError(f"{path}: {actual_size} bytes, the catalogue records {size}")
