@@ -55,16 +55,25 @@ def payload(seed: int, size: int = 3000) -> bytes:
 
 
 class ArchiveServer:
-    """Serves `files` (name -> bytes) at `url`/NAME. Misbehaviour per name: `cuts[name] = (n, times)`
-    sends only the first n bytes of the body for the next `times` requests and closes the connection;
-    `no_ranges` answers 200 with the whole file to a Range request; a name not in `files` is a 404.
-    `requests` records (name, Range header) per request."""
+    """Serves `files` (name -> bytes) at `url`/NAME, honouring Range and If-Range (against `etags[name]`,
+    sent as ETag). Misbehaviour per name: `cuts[name] = (n, times)` sends only the first n bytes of the
+    body for the next `times` requests and closes the connection; `no_ranges` answers 200 with the
+    whole file to a Range request; `no_length` sends no Content-Length (`chunked`: the body in chunked
+    encoding, so a cut is an error to the client); `unknown_total` answers ranges with `bytes A-B/*`;
+    `wrong_start[name] = k` starts a 206 k bytes before the byte asked; a name not in `files` is a 404.
+    `requests` records (name, Range header) per request, `if_ranges` the If-Range header of each."""
 
     def __init__(self):
         self.files: dict[str, bytes] = {}
+        self.etags: dict[str, str] = {}
         self.cuts: dict[str, tuple[int, int]] = {}
         self.no_ranges: set[str] = set()
+        self.no_length: set[str] = set()
+        self.chunked: set[str] = set()
+        self.unknown_total: set[str] = set()
+        self.wrong_start: dict[str, int] = {}
         self.requests: list[tuple[str, str | None]] = []
+        self.if_ranges: list[str | None] = []
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -84,31 +93,42 @@ class ArchiveServer:
 
     def handle(self, request: BaseHTTPRequestHandler) -> None:
         name = urllib.parse.unquote(urllib.parse.urlparse(request.path).path.lstrip("/"))
-        asked = request.headers.get("Range")
+        asked, if_range = request.headers.get("Range"), request.headers.get("If-Range")
         self.requests.append((name, asked))
+        self.if_ranges.append(if_range)
         body = self.files.get(name)
         if body is None:
             request.send_error(404)
             return
-        start = int(asked.split("=")[1].split("-")[0]) if asked and name not in self.no_ranges else 0
-        if start >= len(body) and asked and name not in self.no_ranges:
+        ranged = asked and name not in self.no_ranges and (if_range is None or if_range == self.etags.get(name))
+        start = int(asked.split("=")[1].split("-")[0]) if ranged else 0
+        if start >= len(body) and ranged:
             request.send_response(416)
             request.send_header("Content-Range", f"bytes */{len(body)}")
             request.send_header("Content-Length", "0")
             request.end_headers()
             return
-        request.send_response(206 if start else 200)
-        if start:
-            request.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
-        request.send_header("Content-Length", str(len(body) - start))
+        start = max(0, start - self.wrong_start.get(name, 0))
+        request.send_response(206 if ranged else 200)
+        if ranged:
+            total = "*" if name in self.unknown_total else len(body)
+            request.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{total}")
+        if name in self.etags:
+            request.send_header("ETag", self.etags[name])
+        if name in self.chunked:
+            request.send_header("Transfer-Encoding", "chunked")
+        elif name not in self.no_length:
+            request.send_header("Content-Length", str(len(body) - start))
         request.end_headers()
         sent = body[start:]
         cut, times = self.cuts.get(name, (0, 0))
         if times:
             self.cuts[name] = (cut, times - 1)
-            sent = sent[:cut]
             request.close_connection = True
-        request.wfile.write(sent)
+        if name in self.chunked:  # one chunk, announced whole, cut if asked
+            request.wfile.write(f"{len(sent):x}\r\n".encode() + (sent[:cut] if times else sent + b"\r\n0\r\n\r\n"))
+        else:
+            request.wfile.write(sent[:cut] if times else sent)
 
     def close(self) -> None:
         self.httpd.shutdown()

@@ -92,6 +92,7 @@ def test_downloads_verifies_unpacks_and_the_second_run_does_nothing(toy, archive
     assert (toy_dir / "labels" / "a.png").read_bytes() == LABELS["labels_v2/a.png"]  # renamed folder
     assert not (toy_dir / "README").exists() and not (toy_dir / "toy_images").exists()  # outside every part
     assert archive_server.requests[:2] == [("gone/images.zip", None), ("images.zip", None)]  # dead URL, then next
+    assert f"toy: images.zip: warning: skipped {archive_server.url}/gone/images.zip: HTTP 404" in log
     digest = (toy_dir / "images.zip.sha256").read_text().split()
     assert digest == [sha256(archive_server.files["images.zip"]), "images.zip"]
     marker = json.loads((toy_dir / ".unifiedseg-unpacked-images.zip.json").read_text())
@@ -148,10 +149,18 @@ def test_a_cut_is_resumed_within_the_run(toy, archive_server):
         ("images.zip", None), ("images.zip", "bytes=700-"), ("images.zip", "bytes=1400-")]
 
 
+def put_part(root, url: str, data: bytes, **origin) -> Path:
+    """A .part of images.zip as an earlier run from `url` left it (with its record of where from)."""
+    (root / "Toy").mkdir(parents=True, exist_ok=True)
+    (root / "Toy" / "images.zip.part.json").write_text(json.dumps({"url": url, **origin}))
+    part = root / "Toy" / "images.zip.part"
+    part.write_bytes(data)
+    return part
+
+
 def test_a_server_that_refuses_ranges_gets_a_fresh_start(toy, archive_server):
     catalogue, root = toy
-    (root / "Toy").mkdir(parents=True)
-    (root / "Toy" / "images.zip.part").write_bytes(b"stale bytes of something else")
+    put_part(root, f"{archive_server.url}/images.zip", b"stale bytes of something else")
     archive_server.no_ranges.add("images.zip")
     outcomes, _ = run(catalogue, root)
     assert outcomes[0].done
@@ -161,8 +170,7 @@ def test_a_server_that_refuses_ranges_gets_a_fresh_start(toy, archive_server):
 
 def test_a_part_that_is_already_whole_is_taken_as_it_is(toy, archive_server):
     catalogue, root = toy
-    (root / "Toy").mkdir(parents=True)
-    (root / "Toy" / "images.zip.part").write_bytes(archive_server.files["images.zip"])
+    put_part(root, f"{archive_server.url}/images.zip", archive_server.files["images.zip"])
     outcomes, _ = run(catalogue, root)
     assert outcomes[0].done and ("images.zip", f"bytes={len(archive_server.files['images.zip'])}-") in archive_server.requests
 
@@ -170,12 +178,112 @@ def test_a_part_that_is_already_whole_is_taken_as_it_is(toy, archive_server):
 def test_a_part_longer_than_the_file_is_replaced(toy, archive_server):
     catalogue, root = toy
     body = archive_server.files["images.zip"]
-    (root / "Toy").mkdir(parents=True)
-    (root / "Toy" / "images.zip.part").write_bytes(b"x" * (len(body) + 10))
+    put_part(root, f"{archive_server.url}/images.zip", b"x" * (len(body) + 10))
     outcomes, _ = run(catalogue, root)
     assert outcomes[0].done and (root / "Toy" / "images.zip").read_bytes() == body
     assert [r for r in archive_server.requests if r[0] == "images.zip"] == [
         ("images.zip", f"bytes={len(body) + 10}-"), ("images.zip", None)]  # 416, then from the start
+
+
+def test_a_part_is_resumed_only_from_its_own_url(toy, archive_server):
+    """Bytes from one URL are not continued from another (it may serve another version), nor when
+    there is no record of where they came from; a dead URL does not cost the part."""
+    catalogue, root = toy
+    body = archive_server.files["images.zip"]
+    archive_server.files["mirror/images.zip"] = archive_server.files.pop("images.zip")
+    archive_server.cuts["mirror/images.zip"] = (1000, 1)
+    outcomes, _ = run(catalogue, root, mirror=f"{archive_server.url}/mirror")
+    assert not outcomes[0].done and (root / "Toy" / "images.zip.part").stat().st_size == 1000  # kept: 404s after
+    assert json.loads((root / "Toy" / "images.zip.part.json").read_text())["url"] == f"{archive_server.url}/mirror/images.zip"
+
+    archive_server.files["images.zip"] = body
+    served = len(archive_server.requests)
+    outcomes, _ = run(catalogue, root)  # no mirror now: the publisher's URLs, from the start
+    assert outcomes[0].done and (root / "Toy" / "images.zip").read_bytes() == body
+    assert archive_server.requests[served:] == [("gone/images.zip", None), ("images.zip", None)]
+    assert not (root / "Toy" / "images.zip.part.json").exists()
+
+    root = root.parent / "root2"  # a .part without its record
+    (root / "Toy").mkdir(parents=True)
+    (root / "Toy" / "images.zip.part").write_bytes(body[:1000])
+    served = len(archive_server.requests)
+    outcomes, _ = run(catalogue, root)
+    assert outcomes[0].done and ("images.zip", None) in archive_server.requests[served:]
+    assert all(asked is None for _, asked in archive_server.requests[served:])
+
+
+def test_a_file_changed_on_the_server_is_not_appended_to(toy, archive_server):
+    """The .part's ETag goes with the Range request as If-Range: a changed file comes whole."""
+    catalogue, root = toy
+    archive_server.etags["images.zip"] = '"v1"'
+    archive_server.cuts["images.zip"] = (1000, 1)
+    outcomes, _ = run(catalogue, root)
+    assert not outcomes[0].done
+    new = zip_bytes({**IMAGES, "toy_images/c.png": payload(9)})
+    archive_server.files["images.zip"], archive_server.etags["images.zip"] = new, '"v2"'
+    outcomes, _ = run(catalogue, root)
+    assert outcomes[0].done and (root / "Toy" / "images" / "c.png").is_file()
+    assert archive_server.requests[-1] == ("images.zip", "bytes=1000-") and archive_server.if_ranges[-1] == '"v1"'
+
+
+def test_a_206_from_another_byte_starts_afresh(toy, archive_server):
+    catalogue, root = toy
+    body = archive_server.files["images.zip"]
+    put_part(root, f"{archive_server.url}/images.zip", body[:1000])
+    archive_server.wrong_start["images.zip"] = 10
+    outcomes, _ = run(catalogue, root)
+    assert outcomes[0].done and (root / "Toy" / "images.zip").read_bytes() == body
+    assert [r for r in archive_server.requests if r[0] == "images.zip"] == [("images.zip", "bytes=1000-"), ("images.zip", None)]
+
+
+def test_a_cut_is_found_without_a_total_size(toy, archive_server):
+    """A 206 of `bytes A-B/*` is whole at byte B, not after any chunk; a chunked 200 cut short is an
+    error to the client and is resumed."""
+    catalogue, root = toy
+    body = archive_server.files["images.zip"]
+    archive_server.unknown_total.add("images.zip")
+    archive_server.cuts["images.zip"] = (1000, 2)
+    outcomes, _ = run(catalogue, root, retries=2)
+    assert outcomes[0].done and (root / "Toy" / "images.zip").read_bytes() == body
+    assert [r for r in archive_server.requests if r[0] == "images.zip"] == [
+        ("images.zip", None), ("images.zip", "bytes=1000-"), ("images.zip", "bytes=2000-")]
+
+    archive_server.chunked.add("labels.tar.gz")
+    archive_server.cuts["labels.tar.gz"] = (1000, 1)
+    (root / "Toy" / "labels" / "a.png").unlink()
+    (root / "Toy" / "labels").rmdir()
+    (root / "Toy" / "labels.tar.gz").unlink()
+    served = len(archive_server.requests)
+    outcomes, _ = run(catalogue, root, retries=1)
+    assert outcomes[1].done and archive_server.requests[served:] == [("labels.tar.gz", None)] * 2  # the cut chunk is lost
+
+
+def test_a_size_never_announced_is_left_to_the_archive_check(toy, archive_server):
+    """A 200 without Content-Length that is cut at a clean close looks whole to the transfer: the
+    archive's check finds it out, and the log says the size was not announced."""
+    catalogue, root = toy
+    archive_server.no_length.add("labels.tar.gz")
+    archive_server.cuts["labels.tar.gz"] = (1500, 1)
+    outcomes, _ = run(catalogue, root)
+    failed = outcomes[1]
+    assert not failed.done and "damaged" in failed.message and "the server did not announce the file's size" in failed.message
+    assert (root / "Toy" / "labels.tar.gz.corrupt").stat().st_size == 1500
+    assert not (root / "Toy" / "labels.tar.gz.sha256").exists()
+
+    outcomes, log = run(catalogue, root)
+    assert outcomes[1].done and "warning: " in log and "the server did not announce the file's size" in log
+
+
+def test_a_url_that_serves_a_web_page_is_skipped_for_the_next(toy, archive_server):
+    """A login page answered with 200 is set aside and the next URL tried; the log names the first."""
+    catalogue, root = toy
+    archive_server.files["gone/images.zip"] = b"<html><body>Please log in</body></html>"
+    outcomes, log = run(catalogue, root)
+    assert outcomes[0].done and (root / "Toy" / "images" / "a.png").is_file()
+    first = f"{archive_server.url}/gone/images.zip"
+    assert f"warning: skipped {first}: {root / 'Toy' / 'images.zip'}: not a readable zip archive" in log
+    assert (root / "Toy" / "images.zip.corrupt").read_bytes().startswith(b"<html>")
+    assert archive_server.names_requested()[:2] == ["gone/images.zip", "images.zip"]
 
 
 def damaged(data: bytes) -> bytes:

@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from unifiedseg.data.archives import (CORRUPT_SUFFIX, ArchiveError, is_unpacked, occupied,
-                                      read_digest, remove_leftovers, unpack_into_place, verify_archive)
+from unifiedseg.data.archives import (CORRUPT_SUFFIX, ArchiveError, CorruptArchiveError, Verified, is_unpacked,
+                                      occupied, read_digest, remove_leftovers, unpack_into_place, verify_archive)
 from unifiedseg.data.catalogue import ArchiveSpec, Catalogue, CatalogueError, DownloadDataset
-from unifiedseg.data.fetch import FetchError, FetchOptions, fetch, mirror_urls, part_file
+from unifiedseg.data.fetch import BadDownload, FetchError, FetchOptions, fetch, mirror_urls, part_file
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.splits import available_splits
 from unifiedseg.data.status import SplitRequest, data_status
@@ -161,23 +161,14 @@ def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, opt
                                                        f"away and run again")
     given = options.from_files.get(spec.name)
     path = given or _local_copy(spec, home)
-    if path is None:
-        urls = mirror_urls(options.mirror, spec.names) + list(spec.urls)
-        if not urls:
-            return None
-        path = home / spec.name
-        log(f"{dataset.name}: {spec.name}: downloading ({spec.shown_size})")
-        try:
-            used = fetch(urls, path, expected_size=spec.size, options=options.fetch)
-        except FetchError as err:
-            if dataset.public:
-                return Outcome(dataset.name, spec.name, False, str(err))
-            log(f"{dataset.name}: {spec.name}: {err}")
-            return None
-        log(f"{dataset.name}: {spec.name}: downloaded from {used}")
     try:
-        verified = verify_archive(path, size=spec.size, sha256=spec.sha256, move_aside=given is None,
-                                  progress=options.progress)
+        if path is not None:
+            verified = _verify(spec, path, options, move_aside=given is None)
+        else:
+            path = home / spec.name
+            verified = _download(dataset, spec, path, options, log)
+            if not isinstance(verified, Verified):
+                return verified  # what went wrong, or None: to fetch by hand
         log(f"{dataset.name}: {spec.name}: verified against {verified.how}")
         targets = unpack_into_place(path, folder, spec.parts, nested=spec.nested, name=spec.name,
                                     sha256=verified.sha256, progress=options.progress)
@@ -186,6 +177,40 @@ def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, opt
     if options.remove_archives and given is None:
         path.unlink()
     return Outcome(dataset.name, spec.name, True, f"unpacked into {', '.join(map(str, targets))}")
+
+
+def _verify(spec: ArchiveSpec, path: Path, options: DownloadOptions, *, move_aside: bool) -> Verified:
+    return verify_archive(path, size=spec.size, sha256=spec.sha256, move_aside=move_aside, progress=options.progress)
+
+
+def _download(dataset: DownloadDataset, spec: ArchiveSpec, path: Path, options: DownloadOptions,
+              log: Callable[[str], None]) -> Verified | Outcome | None:
+    """Download the archive to `path` from the mirror, then the publisher's URLs, until a copy passes
+    verification (a bad copy is set aside and the next URL tried; the URLs skipped are logged as
+    warnings). None when there is no URL (to fetch by hand), or when none worked for a dataset that
+    needs registration (its mirror may lack it); an Outcome saying why for a public dataset."""
+    urls = mirror_urls(options.mirror, spec.names) + list(spec.urls)
+    if not urls:
+        return None
+
+    def check(path: Path) -> Verified:
+        try:
+            return _verify(spec, path, options, move_aside=True)
+        except CorruptArchiveError as err:
+            raise BadDownload(str(err)) from None
+
+    log(f"{dataset.name}: {spec.name}: downloading ({spec.shown_size})")
+    try:
+        fetched = fetch(urls, path, expected_size=spec.size, options=options.fetch, check=check)
+    except FetchError as err:
+        if dataset.public:
+            return Outcome(dataset.name, spec.name, False, str(err))
+        log(f"{dataset.name}: {spec.name}: {err}")
+        return None
+    for note in fetched.notes:
+        log(f"{dataset.name}: {spec.name}: warning: {note}")
+    log(f"{dataset.name}: {spec.name}: downloaded from {fetched.url}")
+    return fetched.checked
 
 
 def manual_instructions(dataset: DownloadDataset, specs: list[ArchiveSpec], root: Path, options: DownloadOptions) -> str:
