@@ -542,6 +542,20 @@ def test_a_kill_during_unpacking_leaves_nothing_half_written(tmp_path):
     assert sorted(p.name for p in folder.iterdir()) == [".unifiedseg-unpacked-images.zip.json", "images"]
 
 
+def test_a_damaged_journal_is_reported_with_what_to_do(toy, archive_server):
+    catalogue, root = toy
+    (root / "Toy").mkdir(parents=True)
+    journal = root / "Toy" / ".unifiedseg-moving-images.zip.json"
+    journal.write_text('{"targets": ["ima')
+    outcomes, _ = run(catalogue, root)
+    assert not outcomes[0].done and outcomes[1].done
+    assert outcomes[0].message.startswith(f"{journal}: damaged (")
+    assert f"delete {root / 'Toy' / 'images'} if it is there" in outcomes[0].message and "then run again" in outcomes[0].message
+    journal.unlink()
+    outcomes, _ = run(catalogue, root)
+    assert outcomes[0].done
+
+
 def test_targets_renamed_before_a_kill_are_unpacked_again(tmp_path):
     """A kill between two renames leaves a journal: the next start removes what it had moved."""
     archive = tmp_path / "k.zip"

@@ -2,6 +2,7 @@
 server) end to end with --list's view of it, datasets that need registration (instructions, then
 --from-file), renamed archives and folders, nested archives, and the argument errors."""
 
+import errno
 import io
 import subprocess
 import sys
@@ -12,6 +13,8 @@ import numpy as np
 
 from download_fixtures import archive_server, only_local_network, tar_bytes, zip_bytes  # noqa: F401
 from unifiedseg.cli import data as data_cli
+from unifiedseg.data import fetch as fetch_module
+from unifiedseg.utils.progress import format_bytes
 
 REPO = Path(__file__).resolve().parent.parent
 # CamVid's first train line in MSeg's list: 701_StillsRaw_full/0001TP_006690.png Labels32-RGB/0001TP_006690_L.png
@@ -101,6 +104,43 @@ def test_from_files_alone_find_their_datasets_renames_and_nested_archives(tmp_pa
     assert (root / "COCOPanoptic" / "annotations" / "panoptic_val2017" / "000000000139.png").is_file()
     assert not (root / "COCOPanoptic" / "annotations" / "panoptic_val2017.zip").exists()
     assert "done: coco, sunrgbd, wilddash" in out and "train2017.zip" not in out and "wd_val_01.zip" not in out
+
+
+def camvid_mirror(server) -> str:
+    server.files.update({"mseg/701_StillsRaw_full.zip": zip_bytes({f"701_StillsRaw_full/{STEM}.png": png()}),
+                         "mseg/LabeledApproved_full.zip": zip_bytes({f"{STEM}_L.png": png()})})
+    return f"{server.url}/mseg"
+
+
+def test_file_system_errors_are_one_line_each(archive_server, tmp_path, capsys, monkeypatch):
+    """A folder that cannot be made, a full disk: each archive's line names the file and what is
+    wrong (a full disk: the folder and the bytes still needed), no traceback, exit 1."""
+    mirror, root = camvid_mirror(archive_server), tmp_path / "root"
+    (tmp_path / "a_file").write_text("")
+    code, out, _ = download(["camvid", "--root", root, "--mirror", mirror, "--archive-dir", tmp_path / "a_file" / "archives",
+                             "--no-progress"], capsys)
+    assert code == 1 and archive_server.requests == []
+    assert f"camvid: 701_StillsRaw_full.zip: {tmp_path / 'a_file' / 'archives'}: Not a directory" in out
+
+    class FullDisk:
+        def __init__(self, *args, **kwargs):
+            pass
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *args):
+            pass
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(fetch_module, "open", FullDisk, raising=False)
+    code, out, _ = download(["camvid", "--root", root, "--mirror", mirror, "--no-progress"], capsys)
+    size = len(archive_server.files["mseg/701_StillsRaw_full.zip"])
+    part = root / "Camvid" / "701_StillsRaw_full.zip.part"
+    assert code == 1 and f"  camvid: 701_StillsRaw_full.zip: {part}: no space left on the device of {root / 'Camvid'}; " \
+                         f"{format_bytes(size)} more are needed" in out
 
 
 def test_argument_errors(tmp_path, capsys):

@@ -18,6 +18,7 @@ from unifiedseg.data.download import (COMMAND, MIRROR_ENV, PUBLIC, DownloadOptio
                                       match_files, release_entries, resolve_mirror, select_datasets)
 from unifiedseg.data.fetch import FetchOptions
 from unifiedseg.utils.checks import check_int, check_number
+from unifiedseg.utils.fileio import os_error_message
 
 
 def config_requests(config_path: str, overrides: list[str]) -> tuple[list[SplitRequest], object]:
@@ -142,7 +143,7 @@ def download_main(args) -> int:
             return 0
         root.mkdir(parents=True, exist_ok=True)
     except (CatalogueError, RegistryError, ValueError, OSError) as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"error: {os_error_message(err) if isinstance(err, OSError) else err}", file=sys.stderr)
         return 2
     unused = sorted(name for name in from_files if catalogue.archive_named(name)[0] not in datasets)
     if unused:
@@ -154,6 +155,9 @@ def download_main(args) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: run the same command again to resume", file=sys.stderr)
         return 130
+    except OSError as err:  # each archive reports its own; this is for what lies around them
+        print(f"error: {os_error_message(err)}", file=sys.stderr)
+        return 1
     return _summary(outcomes, datasets, root)
 
 

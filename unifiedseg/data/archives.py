@@ -23,6 +23,7 @@ journal lists them, so that targets moved before a kill are removed and unpacked
 from __future__ import annotations
 
 import bz2
+import errno
 import gzip
 import json
 import lzma
@@ -35,7 +36,7 @@ import tempfile
 import time
 import zipfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -43,7 +44,7 @@ from typing import Callable
 from tqdm import tqdm
 
 from unifiedseg.utils.fileio import CHUNK, atomic_write_text, file_sha256
-from unifiedseg.utils.progress import byte_progress
+from unifiedseg.utils.progress import byte_progress, format_bytes
 
 ZIP_SUFFIXES = (".zip",)
 TAR_SUFFIXES = (".tar", ".tar.gz", ".tgz")  # plain or compressed: the content says which
@@ -363,13 +364,24 @@ def _extract(archive: Path, base: Path, parts: tuple[UnpackPart, ...], progress:
                 else:
                     _write_member(archive, member, dest)
             except OSError as err:
-                raise ArchiveError(f"{archive}: cannot write member {name!r} to {dest}: {err}") from None
+                raise ArchiveError(f"{archive}: cannot write member {name!r} to {dest}: {_write_error(err, archive, base)}") from None
             bar.update()
     missing = [part for part, found in zip(parts, matched) if not found]
     if missing:
         wanted = "; ".join(f"{' or '.join(repr(s + '/') for s in part.sources)} (for {part.target})" for part in missing)
         raise ArchiveError(f"{archive}: nothing under {wanted}; its top-level entries: {', '.join(sorted(top)[:12]) or 'none'}"
                            f" (the publisher may have renamed them: the archive catalogue says how it unpacks)")
+
+
+def _write_error(err: OSError, archive: Path, base: Path) -> str:
+    """What went wrong writing a member; for a full disk, the folder and (a zip) the space it takes."""
+    if err.errno != errno.ENOSPC:
+        return err.strerror or str(err)
+    size = ""
+    if archive_kind(archive) == "zip":
+        with zipfile.ZipFile(archive) as handle:
+            size = f"; unpacked, {archive.name} takes {format_bytes(sum(info.file_size for info in handle.infolist()))}"
+    return f"no space left on the device of {base}{size}"
 
 
 def marker_file(folder: Path, name: str) -> Path:
@@ -388,9 +400,10 @@ def is_unpacked(folder: Path, name: str, targets) -> bool:
     return marker_file(folder, name).is_file() and all((folder / target).exists() for target in targets)
 
 
-def remove_leftovers(folder: Path, name: str) -> None:
+def remove_leftovers(folder: Path, name: str, targets: Sequence[str] = ()) -> None:
     """What a killed unpack of archive `name` left in `folder`: its temporary folders, and the targets
-    it had renamed into place before it could write its marker."""
+    it had renamed into place before it could write its marker. A damaged journal is an ArchiveError
+    saying how to recover (`targets`, the archive's, name what to delete)."""
     if not folder.is_dir():
         return
     for entry in folder.iterdir():
@@ -400,13 +413,27 @@ def remove_leftovers(folder: Path, name: str) -> None:
     if not journal.exists():
         return
     if not marker_file(folder, name).exists():
-        for target in json.loads(journal.read_text(encoding="utf-8")).get("targets", []):
+        for target in _journal_targets(journal, name, targets):
             path = folder / target
             if path.is_dir() and not path.is_symlink():
                 shutil.rmtree(path)
             elif path.exists():
                 path.unlink()
     journal.unlink()
+
+
+def _journal_targets(journal: Path, name: str, targets: Sequence[str]) -> list[str]:
+    try:
+        listed = json.loads(journal.read_text(encoding="utf-8"))["targets"]
+        if not isinstance(listed, list) or not all(isinstance(target, str) and target for target in listed):
+            raise ValueError(f"'targets' is not a list of paths: {listed!r}")
+    except (ValueError, KeyError, TypeError) as err:
+        where = "; ".join(f"delete {journal.parent / target} if it is there" for target in targets) or \
+            "delete what it unpacks (the archive catalogue names it) where it is there"
+        raise ArchiveError(f"{journal}: damaged ({err}); it lists what an interrupted unpack of {name} had moved into "
+                           f"place, which the unpack had made. To recover: {where} (nothing else was there when "
+                           f"the unpack started), delete {journal.name}, then run again") from None
+    return listed
 
 
 def unpack_into_place(archive: Path, folder: Path, parts: tuple[UnpackPart, ...], *, nested: tuple[str, ...] = (),

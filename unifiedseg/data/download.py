@@ -26,6 +26,7 @@ from unifiedseg.data.fetch import BadDownload, FetchError, FetchOptions, fetch, 
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.splits import available_splits
 from unifiedseg.data.status import SplitRequest, data_status
+from unifiedseg.utils.fileio import os_error_message
 from unifiedseg.utils.names import suggest
 
 MIRROR_ENV = "UNIFIEDSEG_DATA_MIRROR"
@@ -115,8 +116,9 @@ def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOpti
                 else:
                     log(f"{dataset.name}: {spec.name}: {outcome.message}")
                     outcomes.append(outcome)
-    except _Busy:
-        message = f"another {COMMAND} is working in {root / dataset.folder}; run this one when it has finished"
+    except (_Busy, OSError) as err:  # before any archive (each reports its own errors)
+        message = os_error_message(err) if isinstance(err, OSError) else \
+            f"another {COMMAND} is working in {root / dataset.folder}; run this one when it has finished"
         log(f"{dataset.name}: {message}")
         return [Outcome(dataset.name, spec.name, False, message) for spec in specs]
     if by_hand:
@@ -146,9 +148,19 @@ def _folder_lock(folder: Path):
 def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions,
                     log: Callable[[str], None] = print) -> Outcome | None:
     """Bring one archive into the raw layout; None when it must be fetched by hand (no URL, and no
-    mirror has it)."""
+    mirror has it). What goes wrong is the Outcome's one-line message, naming the file."""
+    try:
+        return _prepare(dataset, spec, root, options, log)
+    except ArchiveError as err:
+        return Outcome(dataset.name, spec.name, False, str(err))
+    except OSError as err:  # this machine's files: a folder that is a file, a full disk, no permission
+        return Outcome(dataset.name, spec.name, False, os_error_message(err))
+
+
+def _prepare(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions,
+             log: Callable[[str], None]) -> Outcome | None:
     folder, home = root / dataset.folder, archive_folder(dataset, root, options)
-    remove_leftovers(folder, spec.name)
+    remove_leftovers(folder, spec.name, spec.targets)
     if is_unpacked(folder, spec.name, spec.targets):
         return Outcome(dataset.name, spec.name, True, "already unpacked")
     present = [target for target in spec.targets if occupied(folder / target)]
@@ -161,19 +173,16 @@ def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, opt
                                                        f"away and run again")
     given = options.from_files.get(spec.name)
     path = given or _local_copy(spec, home)
-    try:
-        if path is not None:
-            verified = _verify(spec, path, options, move_aside=given is None)
-        else:
-            path = home / spec.name
-            verified = _download(dataset, spec, path, options, log)
-            if not isinstance(verified, Verified):
-                return verified  # what went wrong, or None: to fetch by hand
-        log(f"{dataset.name}: {spec.name}: verified against {verified.how}")
-        targets = unpack_into_place(path, folder, spec.parts, nested=spec.nested, name=spec.name,
-                                    sha256=verified.sha256, progress=options.progress)
-    except ArchiveError as err:
-        return Outcome(dataset.name, spec.name, False, str(err))
+    if path is not None:
+        verified = _verify(spec, path, options, move_aside=given is None)
+    else:
+        path = home / spec.name
+        verified = _download(dataset, spec, path, options, log)
+        if not isinstance(verified, Verified):
+            return verified  # what went wrong, or None: to fetch by hand
+    log(f"{dataset.name}: {spec.name}: verified against {verified.how}")
+    targets = unpack_into_place(path, folder, spec.parts, nested=spec.nested, name=spec.name, sha256=verified.sha256,
+                                progress=options.progress)
     if options.remove_archives and given is None:
         path.unlink()
     return Outcome(dataset.name, spec.name, True, f"unpacked into {', '.join(map(str, targets))}")

@@ -43,6 +43,13 @@ def file_sha256(path: str | os.PathLike, *, progress: bool = True) -> str:
     return digest.hexdigest()
 
 
+def os_error_message(err: OSError) -> str:
+    """`FILE: what is wrong` for an OSError (`A -> B: ...` for a failed rename), for a one-line error."""
+    where = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
+    what = err.strerror or str(err)
+    return f"{where}: {what}" if where else what
+
+
 def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str) -> dict:
     """A YAML file that must hold a mapping; `error(message)` names the file when it is missing,
     not YAML, or not a mapping (`what` says what the mapping should be)."""
