@@ -3,16 +3,18 @@ serving small generated archives: download with fallbacks and a mirror, resume a
 when ranges are refused, damaged archives set aside, unsafe members refused, nothing half-unpacked, the
 second run a no-op; the catalogue's checks, and the shipped catalogue against the raw layout."""
 
+import ast
 import errno
-import fcntl
 import hashlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import tarfile
 import time
+import types
 from pathlib import Path
 
 import pytest
@@ -20,6 +22,7 @@ import pytest
 from download_fixtures import (archive_server, only_local_network, payload, special_member, tar_bytes,  # noqa: F401
                                zip_bytes)
 from unifiedseg.data import archives
+from unifiedseg.data import download as download_module
 from unifiedseg.data.archives import (ArchiveError, CorruptArchiveError, UnpackPart, UnsafeArchiveError,
                                       unpack_into_place, verify_archive)
 from unifiedseg.data.catalogue import Catalogue, CatalogueError
@@ -386,14 +389,36 @@ def test_targets_already_there_are_left_alone(toy, archive_server):
     assert "images.zip" not in archive_server.names_requested() and (root / "Toy" / "images" / "mine.png").exists()
 
 
-def test_a_second_run_on_the_same_folder_waits_its_turn(toy, archive_server):
+def test_a_second_run_on_the_same_folder_is_refused_naming_the_holder(toy, archive_server):
+    """The lock does not wait: a second run reports which run holds the folder and does nothing."""
     catalogue, root = toy
-    (root / "Toy").mkdir(parents=True)
-    with open(root / "Toy" / ".unifiedseg-download.lock", "a") as held:
-        fcntl.flock(held, fcntl.LOCK_EX)  # as another run would
-        outcomes, _ = run(catalogue, root)
+    with download_module._folder_lock(root / "Toy"):  # as another run would hold it
+        outcomes, log = run(catalogue, root)
     assert [o.done for o in outcomes] == [False, False] and "is working in" in outcomes[0].message
+    assert f"(pid {os.getpid()} on {socket.gethostname()} since " in outcomes[0].message
     assert archive_server.requests == []
+    outcomes, _ = run(catalogue, root)  # released
+    assert all(o.done for o in outcomes)
+
+
+def test_the_lock_needs_no_fcntl(tmp_path, monkeypatch):
+    """Windows has no fcntl: the module does not import it at load, and locks with msvcrt.locking."""
+    tree = ast.parse(Path(download_module.__file__).read_text())
+    assert not [node for node in tree.body if isinstance(node, ast.Import) and "fcntl" in [a.name for a in node.names]]
+    held = []
+
+    def locking(fd, mode, count):
+        if held:
+            raise OSError(errno.EACCES, "locked")
+        held.append((mode, count))
+
+    monkeypatch.setitem(sys.modules, "fcntl", None)  # import fcntl raises ImportError
+    monkeypatch.setitem(sys.modules, "msvcrt", types.SimpleNamespace(LK_NBLCK=2, locking=locking))
+    with download_module._folder_lock(tmp_path / "Toy"):
+        with pytest.raises(download_module._Busy, match=f"pid {os.getpid()} on "):
+            with download_module._folder_lock(tmp_path / "Toy"):
+                pass
+    assert held == [(2, 1)]
 
 
 UNSAFE = {
@@ -510,6 +535,7 @@ SLOW_UNPACK = """
 import sys, time
 from pathlib import Path
 from unifiedseg.data import archives
+from unifiedseg.data import download as download_module
 write = archives._write_member
 def slow(*args):
     write(*args)

@@ -8,12 +8,19 @@ by hand and from where. No credentials are asked for or stored.
 Archives are kept in the dataset's folder under the data root (or `archive_dir`), as MSeg's scripts
 keep them, unless `remove_archives`. `list_datasets` tells, for the --list option, the state of each
 archive and what the status command finds of each dataset's raw release.
+
+One run works in a dataset folder at a time: a lock file there (`.unifiedseg-download.lock`, holding
+the pid, host and start time of the run that has it) makes a second run refuse that dataset at once,
+naming the holder. The lock is advisory (flock on POSIX, msvcrt.locking on Windows): it keeps runs of
+this command apart, not other programs, and on a network file system (NFS) it may not hold between
+machines: do not start two runs on one dataset from different machines.
 """
 
 from __future__ import annotations
 
-import fcntl
 import os
+import socket
+import time
 from collections.abc import Callable, Iterable
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -118,7 +125,7 @@ def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOpti
                     outcomes.append(outcome)
     except (_Busy, OSError) as err:  # before any archive (each reports its own errors)
         message = os_error_message(err) if isinstance(err, OSError) else \
-            f"another {COMMAND} is working in {root / dataset.folder}; run this one when it has finished"
+            f"another {COMMAND} is working in {root / dataset.folder} ({err}); run this one when it has finished"
         log(f"{dataset.name}: {message}")
         return [Outcome(dataset.name, spec.name, False, message) for spec in specs]
     if by_hand:
@@ -129,20 +136,45 @@ def download_dataset(dataset: DownloadDataset, root: Path, options: DownloadOpti
 
 
 class _Busy(Exception):
-    """Another run holds the dataset folder."""
+    """Another run holds the dataset folder (the message: which, as it wrote in the lock file)."""
 
 
 @contextmanager
 def _folder_lock(folder: Path):
-    """Hold the dataset folder's lock file (_Busy when another run holds it): a second run would take
-    the first one's temporary folders for leftovers and write into its downloads."""
+    """Hold the dataset folder's lock file, or raise _Busy at once (no waiting) naming the run that holds
+    it: a second run would take the first one's temporary folders for leftovers and write into its
+    downloads. The holder writes its pid, host and start time in the file for that message."""
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / LOCK_FILE, "a") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise _Busy() from None
+    with open(folder / LOCK_FILE, "a+", encoding="utf-8") as handle:
+        if not _try_lock(handle):
+            handle.seek(0)
+            raise _Busy(handle.read(200).strip() or "a run that did not say which")
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()} since {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+        handle.flush()
         yield
+
+
+def _try_lock(handle) -> bool:
+    """Take the advisory lock on an open file without waiting: flock on POSIX, one byte far past the
+    holder's text with msvcrt.locking on Windows (fcntl exists on POSIX only)."""
+    try:
+        import fcntl
+    except ImportError:
+        import msvcrt
+
+        handle.seek(1 << 30)
+        try:
+            msvcrt.locking(handle.fileno(), msvcrt.LK_NBLCK, 1)
+        except OSError:
+            return False
+        return True
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    return True
 
 
 def prepare_archive(dataset: DownloadDataset, spec: ArchiveSpec, root: Path, options: DownloadOptions,
