@@ -6,6 +6,7 @@ second run a no-op; the catalogue's checks, and the shipped catalogue against th
 import ast
 import errno
 import hashlib
+import io
 import json
 import os
 import signal
@@ -15,6 +16,7 @@ import sys
 import tarfile
 import time
 import types
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -30,6 +32,9 @@ from unifiedseg.data.download import DownloadOptions, download_dataset, release_
 from unifiedseg.data.fetch import FetchOptions
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.splits import available_splits, resolve_split
+from unifiedseg.taxonomy.table import dataset_names
+from unifiedseg.data.labels import read_plan
+from unifiedseg.data.label_sources.base import SourceContext, build_label_source
 from unifiedseg.data.listfile import read_first_entry
 
 REPO = Path(__file__).resolve().parent.parent
@@ -448,6 +453,25 @@ def test_members_that_could_escape_the_target_are_refused(tmp_path, case):
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "root" / "evil.txt").exists()
 
 
+def test_zip_folder_entries_without_a_slash_are_folders(tmp_path):
+    """Some zip writers store a folder as `name` with the folder bit of its attributes (Unix mode, or
+    the MS-DOS attribute 0x10) instead of `name/`."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        unix = zipfile.ZipInfo("data/sub")
+        unix.external_attr = (0o40755 << 16) | 0x10
+        archive.writestr(unix, b"")
+        dos = zipfile.ZipInfo("data/empty")
+        dos.create_system, dos.external_attr = 0, 0x10
+        archive.writestr(dos, b"")
+        archive.writestr("data/sub/x.txt", b"x")
+    path = tmp_path / "folders.zip"
+    path.write_bytes(buffer.getvalue())
+    unpack_into_place(path, tmp_path / "Data", (UnpackPart(("data",), "data"),), progress=False)
+    assert (tmp_path / "Data" / "data" / "sub" / "x.txt").read_bytes() == b"x"
+    assert (tmp_path / "Data" / "data" / "empty").is_dir()
+
+
 def test_renames_nested_archives_and_a_missing_folder(tmp_path):
     inner = zip_bytes({"panoptic_val/1.png": b"p"})
     archive = tmp_path / "ann.zip"
@@ -637,24 +661,37 @@ def test_catalogue_archive_names_are_unique_and_lookups_suggest(tmp_path):
 
 
 def test_the_shipped_catalogue_unpacks_into_the_raw_layout():
-    """Every registered dataset's folder is a catalogue dataset's, and the files the raw releases list
-    (the first line of each split) lie under a target of that dataset's archives."""
+    """Every registered dataset's folder is a catalogue dataset's, and the files the raw releases read
+    lie under a target of that dataset's archives: the first line of each split (image, label), and
+    the files raw mode opens beside them (the label source's label file, e.g. PASCAL-Context's
+    trainval/X.mat, and its segment file, e.g. ADE20K's full release ADE20K_2016_07_26/)."""
     catalogue, registry = Catalogue.load(), DatasetRegistry.load()
     mseg = [info for info in registry.entries.values() if not info.name.startswith("demo")]
     for info in mseg:
         assert any(info.root == d.folder or info.root.startswith(d.folder + "/") for d in catalogue.datasets.values()), info.name
+    side = set()
     for dataset in catalogue.datasets.values():
         entries = release_entries(registry, dataset)
         assert entries, dataset.name
         folder = Path("/root") / dataset.folder
         targets = [folder / target for spec in dataset.archives for target in spec.targets]
-        for name in entries:
-            info = registry.get(name)
-            for split in available_splits(info):
-                resolved = resolve_split(info, split, "/root", generate=False)
+        raw_readers = [info for info in mseg if info.raw is not None and info.raw.from_entry in entries] + \
+            [registry.get(name) for name in entries]
+        for info in raw_readers:
+            plan = read_plan(info, "raw")
+            source = build_label_source(plan.source, SourceContext(
+                dataset=info.name, folder=plan.list_info.folder("/root"), data_root=Path("/root"), release=plan.release,
+                release_names=dataset_names(plan.release)))
+            for split in available_splits(plan.list_info):
+                resolved = resolve_split(plan.list_info, split, "/root", generate=False)
                 if resolved.path is None:  # COCO's generated train list
                     continue
-                first = read_first_entry(resolved.path, info.folder("/root"))
-                paths = [first.image] + ([first.label] if first.label is not None and info.raw is None else [])
-                for path in paths:
-                    assert any(target in path.parents for target in targets), (dataset.name, name, split, path)
+                first = read_first_entry(resolved.path, plan.list_info.folder("/root"))
+                paths = [first.image]
+                if first.label is not None:
+                    paths += [source.label_file(first), source.segment_file(first)]
+                for path in filter(None, paths):
+                    assert any(target in path.parents for target in targets), (dataset.name, info.name, split, path)
+                    if path not in (first.image, first.label):
+                        side.add(path.relative_to("/root").parts[:2])
+    assert {("ADE20K", "ADE20K_2016_07_26"), ("PASCAL_Context", "trainval")} <= side, side

@@ -122,11 +122,15 @@ def archive_kind(path: Path) -> str:
     raise ArchiveError(f"{path}: not a zip or tar archive (expected a name ending in {', '.join(ARCHIVE_SUFFIXES)})")
 
 
+MSDOS_DIRECTORY = 0x10  # the folder bit of a zip entry's MS-DOS attributes (the low byte)
+
+
 def _zip_kind(info: zipfile.ZipInfo) -> str:
+    """A folder is `name/`, or has the folder bit of its Unix mode or of its MS-DOS attributes."""
     mode = info.external_attr >> 16
     if stat.S_ISLNK(mode):
         return "link"
-    if info.is_dir():
+    if info.is_dir() or stat.S_ISDIR(mode) or info.external_attr & MSDOS_DIRECTORY:
         return "dir"
     return "file" if stat.S_IFMT(mode) in (0, stat.S_IFREG) else "device"
 

@@ -302,10 +302,12 @@ def list_datasets(catalogue: Catalogue, datasets: list[DownloadDataset], root: P
     for dataset in datasets:
         access = f"needs {dataset.registration}" if dataset.registration else "public (downloaded by this command)"
         lines += [f"{dataset.name}: {dataset.title}, into {dataset.folder}/", f"  access: {access}; page: {dataset.page}"]
-        width = max(len(spec.name) for spec in dataset.archives)
-        for spec in dataset.archives:
+        names = [spec.name + (f" (also {', '.join(spec.other_names)})" if spec.other_names else "")
+                 for spec in dataset.archives]
+        width = max(map(len, names))
+        for spec, name in zip(dataset.archives, names):
             state = f"  {_archive_state(dataset, spec, root, options)}" if root else ""
-            lines.append(f"  {spec.name.ljust(width)}  {spec.shown_size}{state}")
+            lines.append(f"  {name.ljust(width)}  {spec.shown_size}{state}")
         if root and registry is not None:
             lines += _status_lines(registry, dataset, root)
     return "\n".join(lines)
