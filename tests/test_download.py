@@ -33,6 +33,7 @@ from unifiedseg.data.fetch import FetchOptions
 from unifiedseg.data.registry import DatasetRegistry
 from unifiedseg.data.splits import available_splits, resolve_split
 from unifiedseg.taxonomy.table import dataset_names
+from unifiedseg.utils.progress import format_bytes
 from unifiedseg.data.labels import read_plan
 from unifiedseg.data.label_sources.base import SourceContext, build_label_source
 from unifiedseg.data.listfile import read_first_entry
@@ -604,6 +605,19 @@ def test_a_damaged_journal_is_reported_with_what_to_do(toy, archive_server):
     journal.unlink()
     outcomes, _ = run(catalogue, root)
     assert outcomes[0].done
+
+
+def test_a_full_disk_while_unpacking_names_the_folder_and_the_size(toy, archive_server, monkeypatch):
+    catalogue, root = toy
+
+    def full(*args):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(archives, "_write_member", full)
+    outcomes, _ = run(catalogue, root)
+    size = format_bytes(sum(map(len, IMAGES.values())))
+    assert f"no space left on the device of {root / 'Toy'}; unpacked, images.zip takes {size}" in outcomes[0].message
+    assert not (root / "Toy" / "images").exists() and (root / "Toy" / "images.zip").exists()  # kept for the next run
 
 
 def test_targets_renamed_before_a_kill_are_unpacked_again(tmp_path):

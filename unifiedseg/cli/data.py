@@ -220,7 +220,8 @@ def _add_download_parser(commands) -> None:
         "download", help="download, verify and unpack datasets into the raw layout (resumable; nothing done twice)",
         description="For each named dataset, bring every archive into the raw layout under the data root: download it "
                     "(a mirror first, then the publisher's URLs in order; an interrupted download resumes), verify it "
-                    "(recorded size and sha256, else the archive's own integrity, its sha256 then written beside it), "
+                    "(recorded size and sha256, else the archive's own integrity, its sha256 then written beside it; a "
+                    "copy that fails is set aside and the next URL tried), "
                     "and unpack it through a temporary folder renamed into place. What is already unpacked is "
                     "skipped. For datasets that need an account or a licence it prints which archives to fetch by "
                     "hand and from where; put them in the dataset's folder (or pass --from-file) and run it again. "

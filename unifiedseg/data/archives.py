@@ -385,7 +385,8 @@ def _write_error(err: OSError, archive: Path, base: Path) -> str:
     if archive_kind(archive) == "zip":
         with zipfile.ZipFile(archive) as handle:
             size = f"; unpacked, {archive.name} takes {format_bytes(sum(info.file_size for info in handle.infolist()))}"
-    return f"no space left on the device of {base}{size}"
+    folder = next(path for path in (base, *base.parents) if PARTIAL_TAG not in path.name)  # not the temporary one
+    return f"no space left on the device of {folder}{size}"
 
 
 def marker_file(folder: Path, name: str) -> Path:
