@@ -1,9 +1,15 @@
-"""Atomic file writes: a reader sees the old or the new content, never a half-written file."""
+"""Atomic file writes (a reader sees the old or the new content, never a half-written file), a file's
+sha256 read in chunks, and YAML files that must hold a mapping."""
 
+import hashlib
 import os
 import tempfile
 from pathlib import Path
 from typing import Callable, BinaryIO
+
+from unifiedseg.utils.progress import byte_progress
+
+CHUNK = 1 << 20  # bytes per read when streaming a large file
 
 
 def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> None:
@@ -24,6 +30,24 @@ def atomic_write(path: str | os.PathLike, write: Callable[[BinaryIO], None]) -> 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def file_sha256(path: str | os.PathLike, *, progress: bool = True) -> str:
+    """The hex sha256 of a file, read in CHUNK-sized pieces (a byte progress bar unless `progress=False`)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle, byte_progress(f"sha256 {path.name}", progress, path.stat().st_size) as bar:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def os_error_message(err: OSError) -> str:
+    """`FILE: what is wrong` for an OSError (`A -> B: ...` for a failed rename), for a one-line error."""
+    where = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
+    what = err.strerror or str(err)
+    return f"{where}: {what}" if where else what
 
 
 def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str) -> dict:
