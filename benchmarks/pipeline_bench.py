@@ -15,7 +15,8 @@ from tqdm import tqdm
 from unifiedseg.constants import IMAGENET_STD
 from unifiedseg.data.dataset import SampleKey, SegmentationDataset
 from unifiedseg.data.decode import read_image, read_label
-from unifiedseg.data.transforms import TrainTransform, sequential_reference
+from sequential_reference import sequential_reference
+from unifiedseg.data.transforms import TrainTransform
 
 # MSeg's crop for each training resolution (short side).
 CROP_FOR_RESOLUTION = {480: 473, 720: 593, 1080: 713}

@@ -140,6 +140,10 @@ CASES = {
     "train-device": ("train: {device: gpu}", r"train.device: must be one of auto, cpu, cuda, got 'gpu'"),
     "taxonomy-kind": ("taxonomy: {kind: unifed}", r"taxonomy.kind: unknown taxonomy kind 'unifed'.*did you mean 'unified'"),
     "taxonomy-oracle": ("taxonomy: {kind: oracle}", r"taxonomy.kind: an oracle taxonomy takes exactly one dataset"),
+    "train-hooks": ("train: {hooks: [{type: TimeLimtHook, seconds: 5}]}",
+                    r"train.hooks\[0\].type: unknown hook type 'TimeLimtHook'; did you mean 'TimeLimitHook'\?"),
+    "train-hook-args": ("train: {hooks: [{type: TimeLimitHook, secs: 5}]}",
+                        r"train.hooks\[0\]: TimeLimitHook does not take these arguments"),
     # inference (tools/test.py, tools/demo.py, Predictor)
     "inference-unknown": ("inference: {scale: [1.0]}", r"inference.scale: unknown key; did you mean 'scales'\?"),
     "inference-type": ("inference: {flip: sometimes}", r"inference.flip: .*'sometimes'"),

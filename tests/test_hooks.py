@@ -116,7 +116,7 @@ def test_the_logging_hook_writes_interval_averages_and_asks_for_dataset_losses_o
 
     class Watch(Hook):
         def after_step(self, trainer):
-            asked.append(trainer.compute_dataset_losses)
+            asked.append(trainer.forward_kwargs.get("dataset_losses"))
 
     toy_trainer([Watch(), logging_hook], max_iters=3).train()
     records = [json.loads(line) for line in (tmp_path / "log.jsonl").read_text().splitlines()]
@@ -154,7 +154,7 @@ def test_the_registry_builds_config_hooks_and_names_what_is_valid():
     assert HOOK_TYPES["TaggedTestHook"] is TaggedTestHook
 
 
-def test_tools_train_refuses_a_bad_hook_before_anything_is_built(monkeypatch, capsys, tmp_path):
+def test_load_config_refuses_a_bad_hook_before_anything_is_built(monkeypatch, capsys, tmp_path):
     from pathlib import Path
 
     import unifiedseg.engine.launch
@@ -220,8 +220,10 @@ def _training_miou_on_rank(rank, port, results):
         hook = TrainingMIoUHook(num_classes=2, ignore_index=255)
 
         class Result:  # rank 0 saw dataset a only; rank 1 saw a and b
-            predictions = ([("a", torch.tensor([0, 0]), torch.tensor([0, 1]))] if rank == 0 else
-                           [("a", torch.tensor([1, 1]), torch.tensor([1, 1])), ("b", torch.tensor([1]), torch.tensor([1]))])
+            outputs = ([(["a"], {"predictions": torch.tensor([[0, 0]]), "labels": torch.tensor([[0, 1]])})]
+                       if rank == 0 else
+                       [(["a", "b"], {"predictions": torch.tensor([[1, 1], [1, 255]]),
+                                      "labels": torch.tensor([[1, 1], [1, 255]])})])
 
         class FakeTrainer:
             result = Result()
@@ -252,7 +254,7 @@ def test_validation_and_training_miou_hooks_keep_their_state():
     counting = TrainingMIoUHook(num_classes=3, ignore_index=255)
 
     class Result:
-        predictions = [("a", torch.tensor([[0, 1], [2, 2]]), torch.tensor([[0, 1], [1, 255]]))]
+        outputs = [(["a"], {"predictions": torch.tensor([[[0, 1], [2, 2]]]), "labels": torch.tensor([[[0, 1], [1, 255]]])})]
 
     class FakeTrainer:
         result = Result()

@@ -2,6 +2,8 @@
 distributions (unifiedseg.data.transforms)."""
 
 import math
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -17,10 +19,13 @@ from unifiedseg.data.transforms import (
     decode_reduction,
     fit_within_size,
     make_params,
-    sequential_reference,
     short_side_size,
     warp_crop,
 )
+
+# MSeg's step-by-step augmentation, the reference of the fused warp, is benchmark code outside the package
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "benchmarks"))
+from sequential_reference import sequential_reference  # noqa: E402
 
 H, W = 97, 131
 CROP = (64, 64)

@@ -146,8 +146,8 @@ class RecordLabels(Hook):
         self.values: set[int] = set()
 
     def after_step(self, trainer):
-        for _, _, label in trainer.result.predictions:
-            self.values |= set(label.unique().tolist())
+        for _, outputs in trainer.result.outputs:
+            self.values |= set(outputs["labels"].unique().tolist())
 
 
 def wide_overrides(root: Path, work_dir: Path, kind: str, *extra: str) -> list[str]:

@@ -33,21 +33,13 @@ def main(argv=None) -> int:
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return exit_codes.USAGE
-    from unifiedseg.engine.hooks import check_hook_cfgs
-    from unifiedseg.utils.plain import to_plain
-
-    try:  # the hook types are the engine's registry, which the config loader sits below
-        check_hook_cfgs(to_plain(cfg.train.hooks))
-    except ValueError as err:
-        print(f"error: {args.config}: {err}", file=sys.stderr)
-        return exit_codes.USAGE
     from unifiedseg.engine.launch import launch_training  # heavy imports after the config is known good
     from unifiedseg.engine.distributed import PeerFailedError, is_peer_failure, shutdown
 
     from unifiedseg.data.status import DataNotReadyError
     from unifiedseg.engine.trainer import TrainingError
     from unifiedseg.models import PretrainedLoadError
-    from unifiedseg.utils.fileio import OUT_OF_SPACE
+    from unifiedseg.utils.fileio import OUT_OF_SPACE, os_error_message
     from unifiedseg.utils.lock import WorkDirLockedError
 
     try:
@@ -64,8 +56,7 @@ def main(argv=None) -> int:
         if err.errno not in OUT_OF_SPACE:
             raise
         # a DiskSpaceError names the folder and the space needed; a bare ENOSPC (a log line) its file
-        text = str(err) if err.strerror is None else f"{err.strerror}: {err.filename or 'a file in ' + cfg.work_dir}"
-        print(f"error: {text}; then run the same command to resume", file=sys.stderr)
+        print(f"error: {os_error_message(err)}; then run the same command to resume", file=sys.stderr)
         return exit_codes.ERROR
     except RuntimeError as err:
         if not is_peer_failure(err):

@@ -1,6 +1,7 @@
 """What training and inference both build from a training config, built one way for both: the label
 space it trains in (`training_converter`), its network (`build_model_for`) and the Segmentor around it
-(`build_segmentor`: the config's pixel mean/std; the losses only for training).
+(`build_segmentor`: the config's pixel mean/std; the losses only for training); and the dataset splits a
+run reads (`data_requests`), which training and the data status command both check.
 
 A checkpoint stores the fingerprint of the label space and the identity of the model it was trained
 with; inference and evaluation rebuild both from the same config through these functions, so a
@@ -12,6 +13,7 @@ from __future__ import annotations
 import torch
 from omegaconf import DictConfig
 
+from unifiedseg.data.status import SplitRequest
 from unifiedseg.models import build_model
 from unifiedseg.models.segmentor import Segmentor
 from unifiedseg.taxonomy import build_converter
@@ -39,3 +41,15 @@ def build_segmentor(cfg: DictConfig, network: torch.nn.Module, **training) -> Se
     training the keyword arguments of Segmentor (loss_set, num_classes, ignore_index, ...)."""
     return Segmentor(network=network, mean=tuple(cfg.data.augmentation.mean), std=tuple(cfg.data.augmentation.std),
                      **training)
+
+
+def validation_names(cfg: DictConfig) -> list[str]:
+    """The datasets a run validates on: data.val.datasets, or its training datasets."""
+    return list(cfg.data.val.datasets) if cfg.data.val.datasets is not None else list(cfg.data.train_datasets)
+
+
+def data_requests(cfg: DictConfig) -> list[SplitRequest]:
+    """The dataset splits a run reads (training and the data status command check them): its training
+    lists and its validation lists."""
+    return ([SplitRequest(name, cfg.data.train_split, True, "train") for name in cfg.data.train_datasets]
+            + [SplitRequest(name, cfg.data.val.split, True, "val") for name in validation_names(cfg)])

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
+from unifiedseg.config.hooks import check_hook_cfgs
 from unifiedseg.config.inference import inference_settings
 from unifiedseg.constants import DEVICES
 from unifiedseg.data.dataset import ON_BAD_SAMPLE
@@ -114,17 +115,12 @@ def check_train(train: DictConfig) -> None:
     for key, minimum in (("log_interval", 0), ("checkpoint_interval", 0), ("keep_checkpoints", 0),
                          ("max_nonfinite_steps", 1), ("seed", 0)):
         check_int(train[key], f"train.{key}", minimum=minimum)
-    # The hook types live in the engine's registry (code may register more), so their names and arguments
-    # are checked by tools/train.py right after the config loads (engine.hooks.check_hook_cfgs) and again
-    # when the run builds them, before any data is read; the shape is checked here.
-    hooks = train.get("hooks")
-    if hooks is not None:
-        if not OmegaConf.is_list(hooks) and not isinstance(hooks, list):
-            raise ValueError(f"train.hooks: must be a list of {{type: HookName, ...}} mappings, got {hooks!r}")
-        for index, hook in enumerate(hooks):
-            if not (OmegaConf.is_dict(hook) or isinstance(hook, dict)) or not isinstance(hook.get("type"), str):
-                raise ValueError(f"train.hooks[{index}]: must be a mapping with a `type` (a registered hook class "
-                                 f"name), got {hook!r}")
+    # a registered hook type each, with arguments its constructor takes (types registered by code imported
+    # before the config loads count: unifiedseg/config/hooks.py)
+    hooks = to_plain(train.get("hooks"))
+    if hooks is not None and not isinstance(hooks, list):
+        raise ValueError(f"train.hooks: must be a list of {{type: HookName, ...}} mappings, got {hooks!r}")
+    check_hook_cfgs(hooks)
 
 
 def _check_unique(names: list, key: str) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from unifiedseg.data.transforms import short_side_size
-from unifiedseg.utils.checks import check_bool, is_finite_number, is_int, is_number, keyed
+from unifiedseg.utils.checks import check_bool, check_size_pair, is_finite_number, is_int, is_number, keyed
 from unifiedseg.utils.plain import to_plain
 
 MODES = ("whole", "slide")
@@ -27,13 +27,7 @@ DEFAULT_STRIDE_RATE = 2 / 3
 
 def _size_pair(name: str, value) -> tuple[int, int] | None:
     """None, an int (square) or an (h, w) pair of positive ints, as an (h, w) tuple."""
-    if value is None:
-        return None
-    if is_int(value):
-        value = (value, value)
-    if (not isinstance(value, (tuple, list)) or len(value) != 2 or not all(is_int(v) and v > 0 for v in value)):
-        raise ValueError(f"{name}: must be a positive int or an (h, w) pair of positive ints, got {value!r}")
-    return int(value[0]), int(value[1])
+    return None if value is None else check_size_pair(value, name)
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,7 @@ from typing import Iterator
 
 import numpy as np
 
-from unifiedseg.utils.checks import check_int, is_int, is_number
+from unifiedseg.utils.checks import check_int, check_number, is_int
 from unifiedseg.utils.names import suggest
 
 MODES = ("mixed", "per_rank")
@@ -187,9 +187,7 @@ def _check_known_datasets(argument: str, given, names: list[str]) -> None:
 
 
 def _check_positive_number(name: str, value) -> float:
-    if not (is_number(value) and math.isfinite(value) and value > 0):
-        raise SamplerConfigError(f"{name}: must be a positive finite number, got {value!r}")
-    return float(value)
+    return check_number(value, name, strictly_above=True, error=SamplerConfigError)
 
 
 def _sample_due_time(k: int, probability: float) -> float:

@@ -13,8 +13,9 @@ of sizes, chosen uniformly); they resize the image to fit within the target keep
 resize * scale * rotation * flip * crop-translation into ONE 2x3 matrix and calls `cv2.warpAffine`
 straight into the crop (bilinear for the image, nearest for the label). The image stays uint8 until
 the final normalisation and no intermediate (e.g. a 2x-scaled 1080p frame) is ever built.
-`sequential_reference` is the step-by-step float32 implementation in MSeg's order, kept for tests
-and benchmarks; both take the same `AugParams`, so their outputs can be compared sample by sample.
+The step-by-step float32 implementation in MSeg's order that the fused warp is checked against (in tests
+and benchmarks) is benchmarks/sequential_reference.py; it takes the same `AugParams`, so the outputs can
+be compared sample by sample.
 
 Geometry conventions (why the fused output matches the reference):
 - Pixel centres are at integer coordinates; a resize from size n to m maps output x to input
@@ -64,7 +65,7 @@ import torch
 
 from unifiedseg.constants import IMAGENET_MEAN, WIDE_IGNORE_INDEX, ignore_index_of
 from unifiedseg.data.decode import REDUCED_DECODE_FLAGS
-from unifiedseg.utils.checks import is_finite_number, is_int, keyed
+from unifiedseg.utils.checks import check_size_pair, is_finite_number, is_int, keyed
 from unifiedseg.utils.plain import to_plain
 
 
@@ -220,17 +221,7 @@ def _target_short_side(target: int | tuple[int, int]) -> int:
 
 def _hw(name: str, value) -> tuple[int, int]:
     """A (height, width) pair of positive ints (a tuple, list or array shape)."""
-    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"{name}: must be a (height, width) pair of positive ints, got {value!r}")
-
-
-def _positive_int_pair(name: str, value) -> tuple[int, int]:
-    if is_int(value) and value > 0:
-        return int(value), int(value)
-    if (isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value)):
-        return int(value[0]), int(value[1])
-    raise ValueError(f"{name}: must be a positive int or a pair of positive ints (h, w), got {value!r}")
+    return check_size_pair(value, name, square=False)
 
 
 def _number_range(name: str, value, *, positive: bool = False) -> tuple[float, float]:
@@ -433,50 +424,6 @@ def to_tensors(image: np.ndarray, label: np.ndarray | None) -> tuple[torch.Tenso
 
 
 # ------------------------------------------------------------------------------------------------
-# The sequential reference
-# ------------------------------------------------------------------------------------------------
-
-
-def sequential_reference(image: np.ndarray, label: np.ndarray, params: AugParams, *,
-                         mean: Sequence[float] = IMAGENET_MEAN, ignore_index: int | None = None,
-                         blur_kernel: int = 5) -> tuple[np.ndarray, np.ndarray]:
-    """MSeg's pipeline step by step on a float32 image: (float32 (H, W, 3) crop, (H, W) label crop).
-
-    Resize, scale, rotate, blur, flip, pad, crop, each with the OpenCV call MSeg makes.
-    """
-    _check_inputs(image, label, params, 1.0)
-    ignore_index = _label_fill(label, ignore_index)
-    img = image.astype(np.float32)
-    lab = label
-    if params.resized_hw != params.image_hw:
-        dsize = (params.resized_hw[1], params.resized_hw[0])
-        img = cv2.resize(img, dsize, interpolation=cv2.INTER_LINEAR)
-        lab = cv2.resize(lab, dsize, interpolation=cv2.INTER_NEAREST)
-    img = cv2.resize(img, None, fx=params.scale, fy=params.scale, interpolation=cv2.INTER_LINEAR)
-    lab = cv2.resize(lab, None, fx=params.scale, fy=params.scale, interpolation=cv2.INTER_NEAREST)
-    if lab.shape != params.scaled_hw:
-        raise RuntimeError(f"cv2.resize made {lab.shape}, AugParams.scaled_hw predicts {params.scaled_hw}")
-    h, w = lab.shape
-    if params.angle != 0.0:
-        matrix = cv2.getRotationMatrix2D((w / 2, h / 2), params.angle, 1)
-        img = cv2.warpAffine(img, matrix, (w, h), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=tuple(float(v) for v in mean))
-        lab = cv2.warpAffine(lab, matrix, (w, h), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
-                             borderValue=ignore_index)
-    if params.blur:
-        img = cv2.GaussianBlur(img, (blur_kernel, blur_kernel), 0)
-    if params.flip:
-        img, lab = cv2.flip(img, 1), cv2.flip(lab, 1)
-    (ph, pw), (top, left) = params.padded_hw, params.pad_top_left
-    if (ph, pw) != (h, w):
-        borders = (top, ph - h - top, left, pw - w - left)
-        img = cv2.copyMakeBorder(img, *borders, cv2.BORDER_CONSTANT, value=tuple(float(v) for v in mean))
-        lab = cv2.copyMakeBorder(lab, *borders, cv2.BORDER_CONSTANT, value=ignore_index)
-    (y0, x0), (ch, cw) = params.crop_yx, params.crop_hw
-    return img[y0:y0 + ch, x0:x0 + cw], lab[y0:y0 + ch, x0:x0 + cw]
-
-
-# ------------------------------------------------------------------------------------------------
 # Transforms
 # ------------------------------------------------------------------------------------------------
 
@@ -510,7 +457,7 @@ class TrainTransform:
 
     def __post_init__(self) -> None:
         set_ = object.__setattr__  # frozen: normalise the fields once here
-        crop = _positive_int_pair("crop_size", self.crop_size)
+        crop = check_size_pair(self.crop_size, "crop_size")
         set_(self, "crop_size", crop)
         if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
             raise ValueError(f"short_side: must be a positive int or None, got {self.short_side!r}")
@@ -637,7 +584,7 @@ class ValTransform:
         if self.short_side is not None and not (is_int(self.short_side) and self.short_side > 0):
             raise ValueError(f"short_side: must be a positive int or None, got {self.short_side!r}")
         if self.crop_size is not None:
-            set_(self, "crop_size", _positive_int_pair("crop_size", self.crop_size))
+            set_(self, "crop_size", check_size_pair(self.crop_size, "crop_size"))
         set_(self, "mean", _colour("mean", self.mean))
         set_(self, "ignore_index", _ignore_index(self.ignore_index))
 

@@ -39,8 +39,9 @@ at the top level (`scheduler`, `swa`); `legacy_hook_states` reads them.
 
 Hook types from a config: `train.hooks: [{type: TimeLimitHook, seconds: 3600}, ...]`; `type` names a
 class registered with `@register_hook_type` (the others are keyword arguments of its constructor). The
-registry refuses a name that is taken and an unknown type lists the registered ones. Registered here:
-TimeLimitHook. Register your own in a module you import before training.
+registry refuses a name that is taken and an unknown type lists the registered ones. The registry, the
+`Hook` interface and the built-in TimeLimitHook live in unifiedseg/config/hooks.py (so that `load_config`
+checks the entries); register your own in a module you import before loading the config.
 
 Logged losses are averaged over ranks: on each log step every rank's interval averages are gathered
 (`average_across_ranks`) and the mean of each value over the ranks that have it is written, as
@@ -51,7 +52,6 @@ ranks); the main rank writes the record.
 
 from __future__ import annotations
 
-import inspect
 import json
 import logging
 import signal
@@ -62,74 +62,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from unifiedseg.config.hooks import (HOOK_TYPES, Hook, TimeLimitHook, build_hook, build_hooks, check_hook_cfg,
+                                     check_hook_cfgs, register_hook_type)
 from unifiedseg.engine.checkpoint import FINAL_NAME, checkpoint_dir, periodic_path, prune_checkpoints, save_checkpoint
 from unifiedseg.engine.distributed import average_across_ranks, names_across_ranks, on_main_rank
-from unifiedseg.engine.trainer import Hook, Trainer
+from unifiedseg.engine.trainer import Trainer
 from unifiedseg.evaluation.confusion import ConfusionMatrix
 from unifiedseg.evaluation.metrics import format_metric, json_metric
 from unifiedseg.optim.schedule import load_scheduler_state
 from unifiedseg.utils.fileio import atomic_write_text
-from unifiedseg.utils.names import suggest
 
 logger = logging.getLogger(__name__)
-
-HOOK_TYPES: dict[str, type[Hook]] = {}
-
-
-def register_hook_type(hook_class: type[Hook] | None = None, *, name: str | None = None):
-    """Class decorator (`@register_hook_type` or `@register_hook_type(name="...")`): configs may then name
-    the class in `train.hooks`. A name that is taken is refused."""
-
-    def register(cls: type[Hook]) -> type[Hook]:
-        key = name or cls.__name__
-        if key in HOOK_TYPES:
-            raise ValueError(f"a hook type named {key!r} is already registered ({HOOK_TYPES[key].__module__}."
-                             f"{HOOK_TYPES[key].__qualname__}); choose another name")
-        HOOK_TYPES[key] = cls
-        return cls
-
-    return register(hook_class) if hook_class is not None else register
-
-
-def check_hook_cfg(cfg: Mapping, where: str = "train.hooks[0]") -> type[Hook]:
-    """The registered class of a `{type: Name, **kwargs}` mapping, after checking that the type is registered
-    and that its constructor takes the arguments; nothing is built. Errors name `where` and the valid choices."""
-    if not isinstance(cfg, Mapping) or "type" not in cfg:
-        raise ValueError(f"{where}: must be a mapping with a `type` key (one of {', '.join(HOOK_TYPES) or 'none'}), "
-                         f"got {cfg!r}")
-    kwargs = {key: value for key, value in cfg.items() if key != "type"}
-    hook_type = cfg["type"]
-    if hook_type not in HOOK_TYPES:
-        hint = suggest(hook_type, list(HOOK_TYPES)) if isinstance(hook_type, str) else ""
-        raise ValueError(f"{where}.type: unknown hook type {hook_type!r}{hint}; registered hook types: "
-                         f"{', '.join(HOOK_TYPES) or 'none'} (register one with @register_hook_type)")
-    hook_class = HOOK_TYPES[hook_type]
-    try:
-        inspect.signature(hook_class).bind(**kwargs)
-    except TypeError as err:
-        accepted = [p for p in inspect.signature(hook_class).parameters]
-        raise ValueError(f"{where}: {hook_type} does not take these arguments ({err}); it takes: "
-                         f"{', '.join(accepted) or 'none'}") from None
-    return hook_class
-
-
-def build_hook(cfg: Mapping, where: str = "train.hooks[0]") -> Hook:
-    """The hook a `{type: Name, **kwargs}` mapping describes (checked by `check_hook_cfg`)."""
-    hook_class = check_hook_cfg(cfg, where)
-    return hook_class(**{key: value for key, value in cfg.items() if key != "type"})
-
-
-def check_hook_cfgs(cfgs: Iterable[Mapping] | None, where: str = "train.hooks") -> None:
-    """Check every entry of a `train.hooks` list without building any (tools/train.py does so right after
-    loading the config: the registry is the engine's, below which the config loader sits)."""
-    for i, cfg in enumerate(cfgs or []):
-        check_hook_cfg(cfg, f"{where}[{i}]")
-
-
-def build_hooks(cfgs: Iterable[Mapping] | None, where: str = "train.hooks") -> list[Hook]:
-    """The hooks of a `train.hooks` list (None or empty: none)."""
-    return [build_hook(cfg, f"{where}[{i}]") for i, cfg in enumerate(cfgs or [])]
-
 
 # ---- the schedule and SWA -----------------------------------------------------------------------------
 
@@ -222,26 +165,6 @@ class StopOnSignalHook(Hook):
         for sig, previous in self.previous.items():
             signal.signal(sig, previous)
         self.previous = {}
-
-
-@register_hook_type
-class TimeLimitHook(Hook):
-    """Stops training cleanly once `seconds` have passed since training started (e.g. under a job
-    scheduler's time limit): the checkpoint hook saves, and the same command resumes."""
-
-    def __init__(self, seconds: float):
-        if not isinstance(seconds, (int, float)) or isinstance(seconds, bool) or seconds <= 0:
-            raise ValueError(f"TimeLimitHook: seconds must be a positive number, got {seconds!r}")
-        self.seconds = float(seconds)
-        self.started = None
-
-    def before_train(self, trainer: Trainer) -> None:
-        self.started = time.monotonic()
-
-    def after_step(self, trainer: Trainer) -> None:
-        if not trainer.stop_requested and time.monotonic() - self.started >= self.seconds:
-            logger.warning("time limit of %gs reached: stopping after iteration %d", self.seconds, trainer.iter)
-            trainer.stop_requested = True
 
 
 def ignore_stop_signals(worker_id: int) -> None:
@@ -353,7 +276,12 @@ class TrainingMIoUHook(Hook):
         self.matrices: dict[str, ConfusionMatrix] = {}
 
     def after_step(self, trainer: Trainer) -> None:
-        for dataset, pred, label in trainer.result.predictions:
+        for datasets, outputs in trainer.result.outputs:
+            self.count(datasets, outputs["predictions"], outputs["labels"])
+
+    def count(self, datasets: list[str], predictions: torch.Tensor, labels: torch.Tensor) -> None:
+        """Add a batch's (N, H, W) predictions and labels to the matrices of their samples' datasets."""
+        for dataset, pred, label in zip(datasets, predictions, labels):
             matrix = self.matrices.get(dataset)
             if matrix is None:
                 matrix = self.matrices[dataset] = ConfusionMatrix(self.num_classes, self.ignore_index,
@@ -420,7 +348,7 @@ class LoggingHook(Hook):
 
     def before_step(self, trainer: Trainer) -> None:
         # per-dataset losses evaluate the loss set again on each dataset's samples: on logged steps only
-        trainer.compute_dataset_losses = self.is_log_step(trainer.iter + 1, trainer)
+        trainer.forward_kwargs["dataset_losses"] = self.is_log_step(trainer.iter + 1, trainer)
 
     def _add(self, key: str, value: float) -> None:
         self.sums[key] = self.sums.get(key, 0.0) + value
@@ -430,7 +358,11 @@ class LoggingHook(Hook):
         result = trainer.result
         for name, value in result.losses.items():
             self._add(name, value)
-        for name, value in result.dataset_losses.items():
+        dataset_losses: dict[str, float] = {}  # summed over the step's micro-batches, as the losses are
+        for _, outputs in result.outputs:
+            for name, value in outputs.get("dataset_losses", {}).items():
+                dataset_losses[name] = dataset_losses.get(name, 0.0) + value / len(result.outputs)
+        for name, value in dataset_losses.items():
             self._add(f"loss/{name}", value)
         self._add("data_time", result.data_time)
         self._add("step_time", result.step_time)
@@ -507,3 +439,10 @@ def _after(line: str, iteration: int) -> bool:
         return False  # a line cut short by a kill is kept as it is: nothing here rewrites what it cannot read
     return isinstance(record, dict) and "event" not in record and isinstance(record.get("iter"), int) \
         and record["iter"] > iteration
+
+
+__all__ = [  # the registry and TimeLimitHook live in unifiedseg/config/hooks.py; named here too for users
+    "HOOK_TYPES", "CheckpointHook", "Hook", "LRScheduleHook", "LoggingHook", "StopOnSignalHook", "SWAHook",
+    "TimeLimitHook", "TrainingMIoUHook", "ValidationHook", "build_hook", "build_hooks", "check_hook_cfg",
+    "check_hook_cfgs", "ignore_stop_signals", "legacy_hook_states", "register_hook_type",
+]

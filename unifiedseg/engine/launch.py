@@ -19,12 +19,13 @@ import torch
 from omegaconf import DictConfig
 
 from unifiedseg.config import dump_config
-from unifiedseg.config.builders import build_model_for, build_segmentor, training_converter
+from unifiedseg.config.builders import (build_model_for, build_segmentor, data_requests, training_converter,
+                                       validation_names)
 from unifiedseg.data.dataset import KeyedBatchSampler, MultiDataset, SegmentationDataset, collate, raise_worker_errors
 from unifiedseg.data.labels import build_label_mapper
 from unifiedseg.data.registry import DatasetRegistry, resolve_data_root
 from unifiedseg.data.sampling import MultiDatasetSampler
-from unifiedseg.data.status import SplitRequest, require_data
+from unifiedseg.data.status import require_data
 from unifiedseg.data.transforms import TrainTransform, ValTransform, augmentation_kwargs
 from unifiedseg.engine import checkpoint as ckpt
 from unifiedseg.engine.distributed import DistContext, barrier, init_distributed, on_main_rank
@@ -291,16 +292,6 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
                               for d, m in metrics["datasets"].items()) + ")")
         print(f"final checkpoint and metrics in {work_dir}")
     return TrainingOutcome(finished=True, iteration=trainer.iter, max_iters=max_iters, metrics=metrics or {})
-
-
-def validation_names(cfg: DictConfig) -> list[str]:
-    return list(cfg.data.val.datasets) if cfg.data.val.datasets is not None else list(cfg.data.train_datasets)
-
-
-def data_requests(cfg: DictConfig) -> list[SplitRequest]:
-    """The dataset splits a run reads: its training lists and its validation lists."""
-    return ([SplitRequest(name, cfg.data.train_split, True, "train") for name in cfg.data.train_datasets]
-            + [SplitRequest(name, cfg.data.val.split, True, "val") for name in validation_names(cfg)])
 
 
 def validation_datasets(cfg: DictConfig, registry, root: Path, converter) -> dict:

@@ -5,7 +5,8 @@ clipping when configured). Everything else -- the lr schedule, SWA, validation, 
 training mIoU -- is a hook (unifiedseg/engine/hooks.py, where their order is documented).
 
 Hook points, in the order of `trainer.hooks`: `before_train`, then per step `before_step` and
-`after_step` (trainer.iter is then the number of steps done, trainer.result the step's StepResult),
+`after_step` (trainer.iter is then the number of steps done, trainer.result the step's StepResult, whose
+`outputs` hold what the model returned besides its losses, per micro-batch, for the hooks to read),
 and `after_train`, which runs in a `finally`: also when a step or a hook raised (then
 `trainer.exception` holds the exception, and hooks that validate or save leave it alone). A hook may
 have `state_dict()` / `load_state_dict(state)`: `trainer.state_dict()` saves them under `hooks`, by
@@ -28,6 +29,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
+from unifiedseg.config.hooks import Hook
 from unifiedseg.models.segmentor import is_loss_name, total_loss
 from unifiedseg.optim.optimizer import clip_gradients
 from unifiedseg.utils.precision import autocast
@@ -39,25 +41,11 @@ class TrainingError(RuntimeError):
     """Training cannot go on (e.g. the loss stayed non-finite); the message says what to change."""
 
 
-class Hook:
-    """Override any of the four points; each receives the trainer. `after_train` runs in a `finally`."""
-
-    def before_train(self, trainer: "Trainer") -> None: ...
-
-    def after_train(self, trainer: "Trainer") -> None: ...
-
-    def before_step(self, trainer: "Trainer") -> None: ...
-
-    def after_step(self, trainer: "Trainer") -> None: ...
-
-
 @dataclass
 class StepResult:
     """What one optimizer step did, for the hooks that log it."""
 
     losses: dict[str, float]  # named losses (weighted), summed `loss`, and ohem_kept when sampled
-    # summed loss per dataset of the batch; only on steps that asked for them (trainer.compute_dataset_losses)
-    dataset_losses: dict[str, float]
     lr: float
     data_time: float
     step_time: float
@@ -65,8 +53,9 @@ class StepResult:
     skipped_overflow: bool = False  # fp16 GradScaler skipped the update (inf/NaN gradients)
     grad_norm: float | None = None
     bad_samples: list[str] = field(default_factory=list)
-    # (dataset, predictions, labels) of the batch's samples on the training device, for training mIoU
-    predictions: list[tuple[str, torch.Tensor, torch.Tensor]] = field(default_factory=list)
+    # per micro-batch: (the dataset of each sample, the model's outputs other than its loss terms, e.g. the
+    # Segmentor's detached `predictions` and `labels`, and `dataset_losses` when trainer.forward_kwargs asks)
+    outputs: list[tuple[list[str], dict]] = field(default_factory=list)
 
 
 COUNTERS = ("nonfinite_total", "nonfinite_in_a_row", "overflow_total", "bad_sample_total")
@@ -75,8 +64,8 @@ COUNTERS = ("nonfinite_total", "nonfinite_in_a_row", "overflow_total", "bad_samp
 class Trainer:
     """Runs steps from `start_iter` to `max_iters`; everything else is a hook (see the module docstring).
 
-    model: the Segmentor (or DDP / torch.compile around it): `model(batch, dataset_losses=...)` returns
-    its named losses and logging outputs. batches: an iterator of collated batches. scaler: a
+    model: the Segmentor (or DDP / torch.compile around it): `model(batch, **trainer.forward_kwargs)`
+    returns its named losses and logging outputs (hooks may set `forward_kwargs` in before_step). batches: an iterator of collated batches. scaler: a
     torch.amp.GradScaler (disabled unless amp is fp16). clip_grad: the `clip_grad` config or None.
     """
 
@@ -101,7 +90,7 @@ class Trainer:
             raise ValueError(f"hooks with state are saved by class name, and several are of class "
                              f"{', '.join(repeated)}; give each its own class")
         self.device = next(model.parameters()).device
-        self.compute_dataset_losses = False  # set per step by a hook (the logging hook, on its log steps)
+        self.forward_kwargs: dict = {}  # the model's keyword arguments for the next step, set by hooks
         self.stop_requested = False  # set by a signal handler or a hook: stop after the current step
         self.exception: BaseException | None = None
         self.nonfinite_in_a_row = 0
@@ -171,9 +160,8 @@ class Trainer:
         start = time.perf_counter()
         data_time = 0.0
         totals: dict[str, float] = {}
-        dataset_losses: dict[str, float] = {}
         bad_samples: list[str] = []
-        predictions = []
+        step_outputs = []
         nonfinite = False
         for micro in range(self.accumulate_grad):
             fetch = time.perf_counter()
@@ -186,7 +174,7 @@ class Trainer:
             sync = micro == self.accumulate_grad - 1 or not hasattr(self.model, "no_sync")
             with (contextlib.nullcontext() if sync else self.model.no_sync()):
                 with autocast(self.device, self.amp):
-                    outputs = self.model(batch, dataset_losses=self.compute_dataset_losses)
+                    outputs = self.model(batch, **self.forward_kwargs)
                 total = total_loss(outputs)
                 if not self._all_finite(total):
                     nonfinite = True
@@ -196,9 +184,7 @@ class Trainer:
                 if is_loss_name(name) or (isinstance(value, torch.Tensor) and value.dim() == 0):
                     totals[name] = totals.get(name, 0.0) + float(value.detach()) / self.accumulate_grad
             totals["loss"] = totals.get("loss", 0.0) + float(total.detach()) / self.accumulate_grad
-            for dataset, value in outputs.get("dataset_losses", {}).items():
-                dataset_losses[dataset] = dataset_losses.get(dataset, 0.0) + value / self.accumulate_grad
-            predictions += list(zip(batch["dataset"], outputs["predictions"], outputs["labels"]))
+            step_outputs.append((list(batch["dataset"]), {k: v for k, v in outputs.items() if not is_loss_name(k)}))
         self.bad_sample_total += len(bad_samples)
         lr = self.optimizer.param_groups[0]["lr"]
         if nonfinite:
@@ -219,9 +205,8 @@ class Trainer:
         overflow = scale_before is not None and self.scaler.get_scale() < scale_before
         self.overflow_total += int(overflow)
         self.optimizer.zero_grad(set_to_none=True)
-        return StepResult(losses=totals, dataset_losses=dataset_losses, lr=lr, data_time=data_time,
-                          step_time=time.perf_counter() - start, skipped_overflow=overflow, grad_norm=grad_norm,
-                          bad_samples=bad_samples, predictions=predictions)
+        return StepResult(losses=totals, lr=lr, data_time=data_time, step_time=time.perf_counter() - start,
+                          skipped_overflow=overflow, grad_norm=grad_norm, bad_samples=bad_samples, outputs=step_outputs)
 
     def _skip_nonfinite(self, start, data_time, lr, bad_samples) -> StepResult:
         self.optimizer.zero_grad(set_to_none=True)
@@ -235,7 +220,7 @@ class Trainer:
                 f"lower optimizer.lr, add clip_grad: {{max_norm: 35}}, use train.amp=bf16 instead of fp16, or check "
                 f"the data with tools/verify_dataset.py (train.max_nonfinite_steps sets the limit)")
         # the hooks still see the iteration (the schedule advances): only its update was dropped
-        return StepResult(losses={}, dataset_losses={}, lr=lr, data_time=data_time,
+        return StepResult(losses={}, lr=lr, data_time=data_time,
                           step_time=time.perf_counter() - start, skipped_nonfinite=True, bad_samples=bad_samples)
 
     # ---- agreement across ranks -----------------------------------------------------------------------

@@ -62,6 +62,18 @@ def _number_range(minimum: float | None, strictly_above: bool, below: float | No
     return f"a number in {'(' if strictly_above else '['}{minimum:g}, {below:g})"
 
 
+def check_size_pair(value: Any, name: str, *, square: bool = True,
+                    error: type[Exception] = ValueError) -> tuple[int, int]:
+    """An image size as (height, width): a pair of positive ints, or (with `square`) one positive int for
+    both sides; else `error` naming `name` and the value."""
+    if square and is_int(value) and value > 0:
+        return int(value), int(value)
+    if isinstance(value, (tuple, list)) and len(value) == 2 and all(is_int(v) and v > 0 for v in value):
+        return int(value[0]), int(value[1])
+    what = "a positive int or a pair of positive ints (h, w)" if square else "a (height, width) pair of positive ints"
+    raise error(f"{name}: must be {what}, got {value!r}")
+
+
 def check_bool(value: Any, name: str, *, error: type[Exception] = ValueError) -> bool:
     """`value` if it is True or False (not 0, 1 or a string), else `error` naming `name` and the value."""
     if not isinstance(value, bool):

@@ -1,8 +1,10 @@
 """File writes: atomic (a reader sees the old or the new content, never a half-written file), with the
 mode the umask gives, and a clear error when the disk is full; the temporary files of writes that a
-kill interrupted found and removed; free space checked before a large write."""
+kill interrupted found and removed; free space checked before a large write. Also a file's sha256 read
+in chunks, one-line OSError messages, and YAML files that must hold a mapping."""
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -10,6 +12,9 @@ import tempfile
 from pathlib import Path
 from typing import Callable, BinaryIO
 
+from unifiedseg.utils.progress import byte_progress
+
+CHUNK = 1 << 20  # bytes per read when streaming a large file
 # atomic_write's temporary files: `.NAME.XXXXXXXX.tmp` beside NAME (XXXXXXXX: tempfile's random part)
 TEMP_FILE = re.compile(r"^\..+\.[a-z0-9_]{8}\.tmp$")
 OUT_OF_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -110,6 +115,24 @@ def remove_interrupted_writes(folder: str | os.PathLike) -> list[tuple[Path, int
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
     atomic_write(path, lambda handle: handle.write(text.encode("utf-8")))
+
+
+def file_sha256(path: str | os.PathLike, *, progress: bool = True) -> str:
+    """The hex sha256 of a file, read in CHUNK-sized pieces (a byte progress bar unless `progress=False`)."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle, byte_progress(f"sha256 {path.name}", progress, path.stat().st_size) as bar:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+            bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def os_error_message(err: OSError) -> str:
+    """`FILE: what is wrong` for an OSError (`A -> B: ...` for a failed rename), for a one-line error."""
+    where = " -> ".join(str(name) for name in (err.filename, err.filename2) if name is not None)
+    what = err.strerror or str(err)
+    return f"{where}: {what}" if where else what
 
 
 def read_yaml_mapping(path: str | os.PathLike, error: type[Exception], what: str) -> dict:
