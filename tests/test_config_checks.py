@@ -121,7 +121,7 @@ CASES = {
                            r"data.augmentation: choose one resize mode, got short_side and scales"),
     # the rest of data, validation, train, taxonomy
     "data-unknown": ("data: {crop_size: [64, 64]}",
-                     r"data.crop_size: unknown key; did you mean 'data.augmentation.crop_size'\?"),
+                     r"data.crop_size: unknown key; did you mean 'data.augmentation.crop_size' or 'inference.crop_size'\?"),
     "data-label-source": ("data: {label_source: rwa}",
                           r"data.label_source: must be one of prepared, raw, got 'rwa'; did you mean 'raw'\?"),
     "data-bad-sample": ("data: {on_bad_sample: ignore}", r"data.on_bad_sample: must be one of error, skip, got 'ignore'"),

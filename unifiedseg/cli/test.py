@@ -1,5 +1,9 @@
 """`python tools/test.py --config FILE --checkpoint CKPT --datasets D1 D2 ... [--out DIR]`: evaluate a model
-on datasets, each in its own label space (MSeg's zero-shot protocol for test datasets)."""
+on datasets, each in its own label space (MSeg's zero-shot protocol for test datasets).
+
+How each image is predicted (whole or sliding window, short side, crop, stride, scales, flip, tile
+weights) comes from the config's `inference` section (config/mseg_zoo/*.yaml hold MSeg's), each flag
+given on the command line replacing its value."""
 
 from __future__ import annotations
 
@@ -38,13 +42,20 @@ def build_parser() -> argparse.ArgumentParser:
                         help="prepared: the files MSeg's preparation writes | raw: the publishers' files (default: the "
                              "config's data.label_source)")
     parser.add_argument("--root", default=None, help="data root (default: data.root of the config, else $UNIFIEDSEG_DATA_ROOT)")
-    parser.add_argument("--mode", default="whole", choices=["whole", "slide"], help="whole image or sliding window")
-    parser.add_argument("--short-side", type=int, default=None, help="resize the short side first (MSeg: 480/720/1080)")
-    parser.add_argument("--crop-size", type=int, default=None, help="sliding-window crop (default: the training crop)")
+    parser.add_argument("--mode", default=None, choices=["whole", "slide"],
+                        help="whole image or sliding window (default: the config's inference.mode)")
+    parser.add_argument("--short-side", type=int, default=None,
+                        help="resize the short side first (MSeg: 360/720/1080; default: inference.short_side)")
+    parser.add_argument("--crop-size", type=int, default=None,
+                        help="sliding-window crop (default: inference.crop_size, else the training crop)")
     parser.add_argument("--stride", type=int, default=None, help="sliding-window stride (default: 2/3 of the crop)")
-    parser.add_argument("--scales", type=float, nargs="+", default=[1.0],
-                        help="multi-scale test, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (costs one pass per scale)")
-    parser.add_argument("--flip", action="store_true", help="also average horizontally flipped passes (2x cost)")
+    parser.add_argument("--scales", type=float, nargs="+", default=None,
+                        help="multi-scale test, e.g. 0.5 0.75 1.0 1.25 1.5 1.75 (costs one pass per scale; "
+                             "default: inference.scales)")
+    parser.add_argument("--flip", action=argparse.BooleanOptionalAction, default=None,
+                        help="also average horizontally flipped passes (2x cost; default: inference.flip)")
+    parser.add_argument("--window", default=None, choices=["hann", "uniform"],
+                        help="sliding-window tile weights (MSeg: uniform; default: inference.window)")
     parser.add_argument("--skip-bad", action="store_true", help="skip and count unreadable samples instead of stopping")
     parser.add_argument("--max-images", type=int, default=None, help="evaluate at most this many images per dataset")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
@@ -66,6 +77,23 @@ def main(argv=None) -> int:
     return 0
 
 
+def inference_arguments(cfg, args) -> dict:
+    """Predictor's prediction settings: the config's `inference` section, each flag given in its place (a
+    --mode whole drops the section's crop and stride; slide without a crop takes the training crop)."""
+    from unifiedseg.utils.plain import to_plain
+
+    settings = dict(to_plain(cfg.get("inference")) or {})
+    flags = {"mode": args.mode, "short_side": args.short_side, "crop_size": args.crop_size, "stride": args.stride,
+             "scales": args.scales, "flip": args.flip, "window": args.window}
+    flags = {key: value for key, value in flags.items() if value is not None}
+    if flags.get("mode") == "whole":
+        settings.update(crop_size=None, stride=None)
+    settings.update(flags)
+    if settings.get("mode") == "slide" and settings.get("crop_size") is None:
+        settings["crop_size"] = tuple(cfg.data.augmentation.crop_size)
+    return {key: tuple(value) if isinstance(value, list) else value for key, value in settings.items()}
+
+
 def run(cfg, args) -> list:
     """Evaluate every dataset of `args`; returns the DatasetResults (and writes the files)."""
     from unifiedseg.config.builders import training_converter
@@ -82,6 +110,7 @@ def run(cfg, args) -> list:
     root = resolve_data_root(args.root or cfg.data.root)
     label_source = args.label_source or cfg.data.label_source
     out = Path(args.out or Path(cfg.work_dir) / "test")
+    settings = inference_arguments(cfg, args)
     results = []
     for name in args.datasets:
         info = registry.get(name)
@@ -93,9 +122,7 @@ def run(cfg, args) -> list:
             raise ValueError(f"dataset {name!r} is neither a test column of taxonomy {cfg.taxonomy.tsv} "
                              f"({', '.join(test_columns)}) nor a training dataset of this model "
                              f"({', '.join(converter.train_datasets)})")
-        predictor = Predictor(cfg, args.checkpoint, device=args.device, mode=args.mode, short_side=args.short_side,
-                              crop_size=args.crop_size, stride=args.stride, scales=tuple(args.scales), flip=args.flip,
-                              output_dataset=output)
+        predictor = Predictor(cfg, args.checkpoint, device=args.device, output_dataset=output, **settings)
         entries = read_entries(info, args.split, root, label_source)
         result = evaluate_dataset(name, entries, build_label_mapper(info, mapper_converter, mode=label_source,
                                                                     data_root=root),
@@ -106,7 +133,8 @@ def run(cfg, args) -> list:
         results.append(result)
     meta = {"config": str(args.config) if hasattr(args, "config") else "", "checkpoint": ", ".join(args.checkpoint),
             "taxonomy_kind": cfg.taxonomy.kind, "taxonomy_fingerprint": converter.fingerprint(),
-            "mode": args.mode, "scales": list(args.scales), "flip": args.flip, "split": args.split}
+            **{key: list(value) if isinstance(value, tuple) else value for key, value in settings.items()},
+            "split": args.split}
     write_results(out, results, meta)
     try:
         from unifiedseg.drawing import confusion_png

@@ -77,6 +77,23 @@ class DataConfig:
 
 
 @dataclass
+class InferenceConfig:
+    """How tools/test.py predicts an image by default (its flags override these); the fields are Predictor's
+    arguments (unifiedseg/inference/tiling.py: what each does and costs). MSeg's test settings: config/mseg_zoo/."""
+
+    mode: str = "whole"  # whole: one pass per image | slide: tiles of crop_size every stride pixels
+    short_side: Optional[int] = None  # resize the short side first (MSeg: 360 / 720 / 1080); null keeps the size
+    crop_size: Optional[Any] = None  # slide tile, int or [h, w] (MSeg: 713); null: data.augmentation.crop_size
+    stride: Optional[Any] = None  # slide step, int or [h, w]; null: 2/3 of the crop (MSeg)
+    scales: list[float] = field(default_factory=lambda: [1.0])  # averaged (MSeg multi-scale: 0.5 ... 1.75)
+    flip: bool = False  # also average the mirrored image (2x the passes; MSeg: true)
+    tile_batch: int = 4  # tiles per forward call
+    window: str = "hann"  # tile blending: hann | uniform (MSeg's plain average)
+    pad_mode: str = "mean"  # an image smaller than the crop: mean (colour) | reflect
+    class_chunk: int = 32  # classes upsampled at a time (bounds memory on large images)
+
+
+@dataclass
 class TrainConfig:
     max_iters: Optional[int] = None  # optimizer steps; or set num_examples
     num_examples: Optional[int] = None  # crops per dataset (MSeg: 1M or 3M); sets max_iters
@@ -91,7 +108,7 @@ class TrainConfig:
     checkpoint_interval: int = 1000  # iterations between checkpoints (0: only the final one)
     keep_checkpoints: int = 3  # periodic checkpoints kept besides the final one
     resume: Optional[str] = "auto"  # auto: latest checkpoint in work_dir | a checkpoint path | null
-    load_from: Optional[str] = None  # start from these weights with a fresh schedule
+    load_from: Optional[str] = None  # start from these weights (same classes and model; e.g. an imported MSeg model) with a fresh optimizer, schedule and iteration; ignored when there is a checkpoint to resume
     max_nonfinite_steps: int = 5  # stop after this many non-finite losses in a row
     hooks: list[dict[str, Any]] = field(default_factory=list)  # [{type: TimeLimitHook, seconds: 3600}]: registered hook types (unifiedseg/engine/hooks.py)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda
@@ -111,3 +128,4 @@ class Config:
     swa: Optional[dict[str, Any]] = None  # {start_iter, swa_lr, ...}: stochastic weight averaging
     clip_grad: Optional[dict[str, Any]] = None  # {max_norm, norm_type}
     train: TrainConfig = field(default_factory=TrainConfig)
+    inference: InferenceConfig = field(default_factory=InferenceConfig)
