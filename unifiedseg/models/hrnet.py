@@ -57,8 +57,9 @@ class HRNetV2Seg(nn.Module):
                        "bn_momentum": None}
     MSEG_OPTIONS = {"fuse_upsampling": "bilinear", "logits_align_corners": True, "head_conv_bias": True,
                     "bn_momentum": 0.01}
-    # The options that change what a trained network computes: part of its checkpoints' model identity.
-    IDENTITY_OPTIONS = {"fuse_upsampling": "nearest", "logits_align_corners": False, "head_conv_bias": False}
+    # The options that change what a trained network computes (not bn_momentum, a training setting): part of
+    # its checkpoints' model identity.
+    IDENTITY_OPTIONS = {key: default for key, default in OPTION_DEFAULTS.items() if key != "bn_momentum"}
 
     @staticmethod
     def check_args(*, backbone: str, num_classes: int, dropout: float = 0.0, fuse_upsampling: str = "nearest",

@@ -29,6 +29,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from unifiedseg.models.pretrained import ShapeMismatch, key_problems
+
 DDP_PREFIX = "module."
 # MSeg's head modules and ours (the ReLU, last_layer.2, has no weights).
 HEAD_MAP = {"last_layer.0.": "fuse.0.", "last_layer.1.": "fuse.1.", "last_layer.3.": "classifier."}
@@ -173,21 +175,16 @@ def convert_mseg_state(state: dict[str, torch.Tensor], network: nn.Module, *, pa
         if name not in target:
             unplaced.append(key)
         elif tuple(value.shape) != tuple(target[name].shape):
-            mismatched.append(f"{key} {tuple(value.shape)} vs {name} {tuple(target[name].shape)}")
+            mismatched.append(ShapeMismatch(f"{key} ({name})", tuple(value.shape), tuple(target[name].shape)))
         else:
             ours[name] = value.detach().clone()
             fates.append(KeyFate(key, "loaded", name))
     missing = [k for k in target if k not in ours]
-    problems = []
-    if unplaced:
-        problems.append(f"{len(unplaced)} keys have no place in the model: {_shown(unplaced)}")
-    if mismatched:
-        problems.append(f"{len(mismatched)} shapes differ: {_shown(mismatched)}")
-    if missing:
-        problems.append(f"{len(missing)} of the model's tensors have no key in the file: {_shown(missing)}")
+    problems = key_problems(missing=missing, unexpected=unplaced, mismatches=mismatched, shown=SHOWN)
     if problems:
         raise MsegCheckpointError(f"{path} does not fit the configured {getattr(network, 'backbone_name', 'HRNet')} "
-                                  f"model key for key: " + "; ".join(problems))
+                                  f"model key for key (unexpected: the file's keys with no place in the model; "
+                                  f"missing: the model's tensors with no key in the file): " + "; ".join(problems))
     if fold:
         ours[FOLD_TARGET] = ours[FOLD_TARGET] - state[HEAD_CONV_BIAS].to(ours[FOLD_TARGET].dtype)
     report = MsegImportReport(path=str(path), layout=layout, num_classes=int(found_classes), fates=tuple(fates),

@@ -142,6 +142,20 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     return stripped, tuple(seen_prefixes)
 
 
+def key_problems(*, missing, unexpected, mismatches, shown: int = 10) -> list[str]:
+    """What does not match between a checkpoint and a model, one phrase per kind (missing keys, unexpected
+    keys, `ShapeMismatch`es), naming the first `shown` of each; empty when everything matches."""
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(list(missing)[:shown])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {', '.join(list(unexpected)[:shown])}")
+    if mismatches:
+        problems.append("shape mismatches (not loaded): " + ", ".join(
+            f"{m.key} checkpoint {m.checkpoint_shape} vs model {m.model_shape}" for m in list(mismatches)[:shown]))
+    return problems
+
+
 def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: bool = False,
                     classifier_prefixes: tuple[str, ...] = ()) -> PretrainedLoadReport:
     """Copy matching tensors from the checkpoint at `path` into `backbone`, in place.
@@ -189,16 +203,7 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: boo
             f"checkpoint keys start {list(checkpoint)[:3]}, backbone keys start {list(model_state)[:3]}; "
             f"is it the weights of another architecture?"
         )
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
-    if mismatches:
-        problems.append(
-            "shape mismatches (not loaded): "
-            + ", ".join(f"{m.key} checkpoint {m.checkpoint_shape} vs model {m.model_shape}" for m in mismatches[:10])
-        )
+    problems = key_problems(missing=missing, unexpected=unexpected, mismatches=mismatches)
     if strict and problems:
         raise PretrainedLoadError(f"{path} (config key {CONFIG_KEY!r}) does not match the backbone exactly: " + "; ".join(problems))
 
