@@ -653,7 +653,8 @@ def ensure_full_tree(args) -> Path:
 # Part 3: tools/train.py to its first step
 # ---------------------------------------------------------------------------------------------------------
 TRAIN_OVERRIDES = ["data.label_source=raw", "train.max_iters=1", "train.num_examples=null", "data.num_workers=0", "data.batch_size=2",
-                   "model.backbone=hrnet_w18_small", "data.sampling.mode=mixed", "data.sampling.dataset_gpu_mapping=null",
+                   "model.backbone=hrnet_w18_small", "model.pretrained=null", "data.sampling.mode=mixed",
+                   "data.sampling.dataset_gpu_mapping=null",
                    "train.device=cpu", "train.log_interval=1", "data.val.max_images=1", "train.checkpoint_interval=0"]
 
 

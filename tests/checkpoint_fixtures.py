@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from unifiedseg.config import load_config
-from unifiedseg.engine.checkpoint import MODEL_IDENTITY_KEYS, save_checkpoint
+from unifiedseg.engine.checkpoint import identity_entries, save_checkpoint
 from unifiedseg.config.builders import build_model_for, training_converter
 from unifiedseg.engine.trainer import Hook
 
@@ -22,10 +22,7 @@ def write_untrained_checkpoint(path, config=DEMO_CONFIG, overrides=(), seed: int
     torch.manual_seed(seed)
     model, model_cfg = build_model_for(cfg, converter.num_classes)
     save_checkpoint(path, {
-        "iteration": 0, "model": model.state_dict(),
-        "taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
-                     "class_names": converter.class_names},
-        "model_config": {k: model_cfg[k] for k in MODEL_IDENTITY_KEYS},
+        "iteration": 0, "model": model.state_dict(), **identity_entries(converter, model_cfg),
     })
     return Path(path)
 

@@ -3,6 +3,7 @@
 import json
 import math
 import os
+import socket
 
 import numpy as np
 import pytest
@@ -79,7 +80,10 @@ def _merge_worker(rank, port, result):
 def test_merge_all_reduces_across_ranks():
     manager = mp.Manager()
     result = manager.dict()
-    mp.spawn(_merge_worker, args=(29531, result), nprocs=2)
+    with socket.socket() as s:  # a free port, not a fixed one other test runs may hold
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_merge_worker, args=(port, result), nprocs=2)
     assert result[0] == result[1] == [[1, 1], [0, 0]]
 
 

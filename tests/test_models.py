@@ -311,7 +311,8 @@ def test_build_model_types_and_pretrained_report(tmp_path):
         ({"type": "pspnet", "backbone": "resnet18", "num_classes": 3, "aux_wieght": 0.4},
          "model.aux_wieght: unknown key; did you mean 'aux_weight'\\? \\(valid keys for type pspnet: .*aux_weight, output_stride, zoom_factor, ppm_bins\\)"),
         ({"type": "hrnet", "backbone": "hrnet_w18", "num_classes": 3, "zoom_factor": 8},
-         "model.zoom_factor: unknown key \\(valid keys for type hrnet: type, backbone, num_classes, pretrained, dropout, aux_weight\\)$"),
+         "model.zoom_factor: unknown key \\(valid keys for type hrnet: type, backbone, num_classes, pretrained, dropout, aux_weight, "
+         "fuse_upsampling, logits_align_corners, head_conv_bias, bn_momentum\\)$"),
         ({"type": "hrnet", "backbone": "hrnet_w18", "num_classes": 3, "aux_weight": 0.4}, "'hrnet' has no auxiliary head"),
         ({"type": "hrnet", "backbone": "resnet50", "num_classes": 3}, "model.backbone: 'resnet50' is not a HRNet backbone; valid: .*hrnet_w48"),
         ({"type": "pspnet", "backbone": "resnet5", "num_classes": 3}, "did you mean 'resnet50'"),

@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -41,6 +42,13 @@ def tiny_overrides(demo_root, work_dir, **extra):
 def train(demo_root, work_dir, hooks=(), **extra):
     cfg = load_config(DEMO_CONFIG, tiny_overrides(demo_root, work_dir, **extra))
     return run_training(cfg, extra_hooks=hooks)
+
+
+def free_port() -> int:
+    """A TCP port free on 127.0.0.1 now (a fixed one collides with other test runs on the machine)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def log_records(work_dir):
@@ -237,7 +245,7 @@ def test_ddp_with_two_processes_matches_one_process_with_the_global_batch(demo_r
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     subprocess.run([sys.executable, str(REPO / "tools" / "train.py"), "--config", str(DEMO_CONFIG), *common,
                     f"work_dir={tmp_path / 'single'}", "data.batch_size=4"], check=True, env=env, capture_output=True)
-    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+    subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(free_port()),
                     str(REPO / "tools" / "train.py"), "--config", str(DEMO_CONFIG), *common,
                     f"work_dir={tmp_path / 'ddp'}", "data.batch_size=2"], check=True, env=env, capture_output=True)
     single = load_checkpoint(tmp_path / "single" / "checkpoints" / "final.pth")["model"]

@@ -1,5 +1,9 @@
 """`python tools/test.py --config FILE --checkpoint CKPT --datasets D1 D2 ... [--out DIR]`: evaluate a model
-on datasets, each in its own label space (MSeg's zero-shot protocol for test datasets)."""
+on datasets, each in its own label space (MSeg's zero-shot protocol for test datasets).
+
+How each image is predicted (whole or sliding window, short side, crop, stride, scales, flip, tile
+weights) comes from the config's `inference` section (config/mseg_zoo/*.yaml hold MSeg's), each flag
+given on the command line replacing its value."""
 
 from __future__ import annotations
 

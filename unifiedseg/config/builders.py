@@ -26,10 +26,13 @@ def training_converter(cfg: DictConfig):
                            test_datasets=[])
 
 
-def build_model_for(cfg: DictConfig, num_classes: int) -> tuple[torch.nn.Module, dict]:
+def build_model_for(cfg: DictConfig, num_classes: int, *, pretrained: bool = True) -> tuple[torch.nn.Module, dict]:
     """The config's model with `num_classes` outputs, and its plain `model` section (num_classes filled in);
-    a config whose model.num_classes disagrees with the taxonomy is refused."""
+    a config whose model.num_classes disagrees with the taxonomy is refused. `pretrained=False` leaves the
+    backbone's model.pretrained file unread (for weights that come from a checkpoint)."""
     model_cfg = dict(to_plain(cfg.model))
+    if not pretrained:
+        model_cfg["pretrained"] = None
     if model_cfg.setdefault("num_classes", num_classes) != num_classes:
         raise ValueError(f"model.num_classes = {model_cfg['num_classes']} but the {cfg.taxonomy.kind} taxonomy "
                          f"{cfg.taxonomy.tsv} has {num_classes} classes; drop model.num_classes (it is set from the taxonomy)")

@@ -78,15 +78,16 @@ class DataConfig:
 
 @dataclass
 class InferenceConfig:
-    """How tools/test.py, tools/demo.py and Predictor predict an image (unifiedseg/config/inference.py;
-    what each setting does and costs: unifiedseg/inference/tiling.py). Command-line flags override it."""
+    """How tools/test.py, tools/demo.py and Predictor predict an image (unifiedseg/config/inference.py; what
+    each setting does and costs: unifiedseg/inference/tiling.py). Flags and arguments override it. MSeg's
+    test settings: config/mseg_zoo/."""
 
     mode: str = "whole"  # whole: one pass per image | slide: tiles of crop_size every stride pixels
-    short_side: Optional[int] = None  # resize the short side first (MSeg: 480 / 720 / 1080); null keeps the size
-    crop_size: Optional[Any] = None  # slide tile, int or [h, w] (MSeg: 473 / 593 / 713); null: data.augmentation.crop_size
+    short_side: Optional[int] = None  # resize the short side first (MSeg: 360 / 720 / 1080); null keeps the size
+    crop_size: Optional[Any] = None  # slide tile, int or [h, w] (MSeg: 713); null: data.augmentation.crop_size
     stride: Optional[Any] = None  # slide step, int or [h, w]; null: 2/3 of the crop (MSeg)
     scales: list[float] = field(default_factory=lambda: [1.0])  # averaged (MSeg multi-scale: 0.5 ... 1.75)
-    flip: bool = False  # also average the mirrored image (2x the passes)
+    flip: bool = False  # also average the mirrored image (2x the passes; MSeg: true)
     tile_batch: int = 4  # tiles per forward call
     window: str = "hann"  # tile blending: hann | uniform (MSeg's plain average)
     pad_mode: str = "mean"  # an image smaller than the crop: mean (colour) | reflect
@@ -108,7 +109,7 @@ class TrainConfig:
     checkpoint_interval: int = 1000  # iterations between checkpoints (0: only the final one)
     keep_checkpoints: int = 3  # periodic checkpoints kept besides the final one
     resume: Optional[str] = "auto"  # auto: latest checkpoint in work_dir | a checkpoint path | null
-    load_from: Optional[str] = None  # start from these weights with a fresh schedule
+    load_from: Optional[str] = None  # start from these weights (same classes and model; e.g. an imported MSeg model) with a fresh optimizer, schedule and iteration; ignored when there is a checkpoint to resume
     max_nonfinite_steps: int = 5  # stop after this many non-finite losses in a row
     hooks: list[dict[str, Any]] = field(default_factory=list)  # [{type: TimeLimitHook, seconds: 3600}]: registered hook types (unifiedseg/engine/hooks.py)
     device: str = "auto"  # auto (cuda if available) | cpu | cuda

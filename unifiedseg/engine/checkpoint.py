@@ -6,9 +6,13 @@ under weights_only):
     format, iteration, model (the bare network's state_dict, as Segmentor.state_dict gives it),
     optimizer, scaler, sampler, rng, accumulate_grad, counters (the trainer's fault counts),
     hooks {hook class name: state} (LRScheduleHook: the scheduler; SWAHook: the SWA state),
-    taxonomy {fingerprint, kind, source, class_names}, model_config {type, backbone, num_classes}
+    taxonomy {fingerprint, kind, source, class_names}, model_config (`model_identity`: type, backbone,
+    num_classes and the architecture options that change what the network computes)
 Checkpoints written before hooks had state hold `scheduler` and `swa` at the top level instead of
-`hooks`; they resume as well (unifiedseg.engine.hooks.legacy_hook_states).
+`hooks`; they resume as well (unifiedseg.engine.hooks.legacy_hook_states). A weights-only checkpoint
+(`model`, `taxonomy`, `model_config`, e.g. one imported by tools/import_checkpoint.py, with an
+`imported` entry saying from what) is evaluated, exported and fine-tuned from (train.load_from) like a
+trained one, but cannot be resumed.
 
 Before a write the free space is checked against the size of the newest checkpoint beside it; a full
 disk is a DiskSpaceError naming the folder. Reading a file that is not a checkpoint of ours (empty,
@@ -30,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from unifiedseg.models.build import IDENTITY_KEYS, model_identity
 from unifiedseg.utils.fileio import atomic_write, check_free_space, format_bytes
 from unifiedseg.utils.names import first_line
 
@@ -38,7 +43,8 @@ logger = logging.getLogger(__name__)
 CHECKPOINT_FORMAT = 1
 PERIODIC = re.compile(r"^iter_(\d+)\.pth$")
 FINAL_NAME = "final.pth"
-MODEL_IDENTITY_KEYS = ("type", "backbone", "num_classes")
+# The keys of every model identity (model_identity adds the model type's architecture options).
+MODEL_IDENTITY_KEYS = IDENTITY_KEYS
 
 
 class CheckpointError(ValueError):
@@ -208,19 +214,36 @@ def _contents_problem(state) -> str | None:
     return None
 
 
-def check_compatible(state: dict, *, path, fingerprint: str, taxonomy_source: str, model_config: dict) -> None:
-    """Refuse a checkpoint trained against another taxonomy or another architecture, naming both."""
+def identity_entries(converter, model_cfg: dict) -> dict:
+    """The `taxonomy` and `model_config` entries of a checkpoint: what inference, resume and load_from check."""
+    return {"taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
+                         "class_names": list(converter.class_names)},
+            "model_config": model_identity(model_cfg)}
+
+
+def check_compatible(state: dict, *, path, fingerprint: str, taxonomy_source: str, model_config: dict,
+                     class_names: list[str] | None = None) -> None:
+    """Refuse a checkpoint trained against another taxonomy or another architecture, naming both.
+
+    With `class_names` (starting a run from the weights: train.load_from) the label space must be the same
+    classes in the same order, whatever the datasets the checkpoint was trained on; without, the whole
+    taxonomy fingerprint must match (evaluation, resume)."""
     saved = state.get("taxonomy", {})
-    if saved.get("fingerprint") != fingerprint:
+    saved_names = list(saved.get("class_names", []))
+    same = saved_names == list(class_names) if class_names is not None else saved.get("fingerprint") == fingerprint
+    if not same:
+        first = next((i for i, (a, b) in enumerate(zip(saved_names, class_names or [])) if a != b),
+                     min(len(saved_names), len(class_names or [])))
+        need = (f"train.load_from needs the same classes in the same order ({len(class_names)} here; first "
+                f"difference at class {first})" if class_names is not None
+                else "evaluate or resume it with the taxonomy it was trained on")
         raise CheckpointError(
             f"{path} was trained on taxonomy {saved.get('kind', '?')} {saved.get('source', '?')} "
-            f"(fingerprint {saved.get('fingerprint')}, {len(saved.get('class_names', []))} classes), but this run uses "
-            f"{taxonomy_source} (fingerprint {fingerprint}); evaluate or resume it with the taxonomy it was trained on")
-    saved_model = state.get("model_config", {})
-    differing = [k for k in MODEL_IDENTITY_KEYS if saved_model.get(k) != model_config.get(k)]
+            f"(fingerprint {saved.get('fingerprint')}, {len(saved_names)} classes), but this run uses "
+            f"{taxonomy_source} (fingerprint {fingerprint}); {need}")
+    theirs, mine = model_identity(state.get("model_config", {})), model_identity(model_config)
+    differing = [k for k in dict.fromkeys([*theirs, *mine]) if theirs.get(k) != mine.get(k)]
     if differing:
-        mine = {k: model_config.get(k) for k in MODEL_IDENTITY_KEYS}
-        theirs = {k: saved_model.get(k) for k in MODEL_IDENTITY_KEYS}
         raise CheckpointError(f"{path} holds a model {theirs}, but the config builds {mine} (differing: {', '.join(differing)})")
 
 

@@ -234,9 +234,7 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
             "model": (swa.averaged_module if swa is not None and iteration >= max_iters else segmentor).state_dict(),
             "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(),
             "sampler": sampler.state_dict(iteration=iteration * accumulate), "rng": ckpt.rng_state(),
-            "taxonomy": {"fingerprint": converter.fingerprint(), "kind": converter.kind, "source": converter.source,
-                         "class_names": converter.class_names},
-            "model_config": {k: model_cfg[k] for k in ckpt.MODEL_IDENTITY_KEYS},
+            **ckpt.identity_entries(converter, model_cfg),
             "accumulate_grad": accumulate,
         }
 
@@ -315,7 +313,11 @@ def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter
             work_dir: Path, dist: DistContext) -> dict | None:
     """Resume: load the weights, optimizer, scaler, data position and random state, and return the
     checkpoint (its iteration, counters and hook states are the trainer's to load). load_from: the
-    weights only, and None; neither: None."""
+    weights only (same classes, same model), and None; neither: None.
+
+    Precedence: a checkpoint to resume (train.resume: a path, or `auto` and the work dir has one) wins, and
+    train.load_from is then ignored: a fine-tuning run started from load_from and interrupted continues
+    from its own checkpoint, not from the start weights again."""
     resume = cfg.train.resume
     path, state = None, None
     if resume == "auto":  # the newest checkpoint that reads (unreadable newer ones are skipped, with a warning)
@@ -326,6 +328,9 @@ def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter
     identity = dict(fingerprint=converter.fingerprint(), taxonomy_source=f"{converter.kind} {converter.source}",
                     model_config=model_cfg)
     if path is not None:
+        if "optimizer" not in state:
+            raise ckpt.CheckpointError(f"{path} holds weights only (no optimizer or iteration: an imported checkpoint?), "
+                                       f"so it cannot be resumed; start a run from it with train.load_from={path}")
         ckpt.check_compatible(state, path=path, **identity)
         saved_accumulate = state.get("accumulate_grad", 1)
         if saved_accumulate != cfg.train.accumulate_grad:
@@ -343,7 +348,7 @@ def restore(cfg: DictConfig, *, segmentor, optimizer, scaler, sampler, converter
         return state
     if cfg.train.load_from:
         state = ckpt.load_checkpoint(cfg.train.load_from)
-        ckpt.check_compatible(state, path=cfg.train.load_from, **identity)
+        ckpt.check_compatible(state, path=cfg.train.load_from, class_names=list(converter.class_names), **identity)
         segmentor.load_state_dict(state["model"])
         logger.info("loaded weights from %s (fresh optimizer and schedule)", cfg.train.load_from)
     return None

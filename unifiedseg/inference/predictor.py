@@ -108,8 +108,8 @@ def check_same_identity(first: dict, first_path: str, state: dict, path: str) ->
             f"ensemble checkpoints disagree on the taxonomy: {first_path} has {mine.get('kind', '?')} "
             f"{mine.get('source', '?')} (fingerprint {mine.get('fingerprint')}), {path} has "
             f"{theirs.get('kind', '?')} {theirs.get('source', '?')} (fingerprint {theirs.get('fingerprint')})")
-    model_a = {k: first.get("model_config", {}).get(k) for k in ckpt.MODEL_IDENTITY_KEYS}
-    model_b = {k: state.get("model_config", {}).get(k) for k in ckpt.MODEL_IDENTITY_KEYS}
+    model_a = ckpt.model_identity(first.get("model_config", {}))
+    model_b = ckpt.model_identity(state.get("model_config", {}))
     if model_a != model_b:
         raise ckpt.CheckpointError(f"ensemble checkpoints disagree on the model: {first_path} holds {model_a}, "
                                    f"{path} holds {model_b}")

@@ -16,7 +16,8 @@ The network contract the Segmentor relies on (networks hold no loss and no norma
     auxiliary FCN head on layer3). In eval mode the dict holds `"logits"` only.
 - `network.aux_weight` (float): the weight of the auxiliary loss (0.0 for HRNet); `network.num_classes`.
 - optional `network.logits_stride` (default 1), `network.size_multiple` (default 1: input sides the
-  network needs to divide by; HRNet: 32, the Segmentor pads to it) and `network.logits_align_corners`
+  network needs to divide by; HRNet: 32 with timm's nearest fusion, 1 with MSeg's bilinear one; the
+  Segmentor pads to it) and `network.logits_align_corners`
   (default False: logits are upsampled by logits_stride and cropped; True: resized straight to the
   input size with align_corners=True, as MSeg's HRNet does).
 - `network.backbone` meets the backbone contract of unifiedseg/models/backbones.py (timm's feature_info:
@@ -26,8 +27,9 @@ The network contract the Segmentor relies on (networks hold no loss and no norma
   or None when the config has no `pretrained` file.
 
 Modules: `segmentor` (Segmentor), `backbones` (the backbone contract and families), `hrnet` (HRNetV2Seg),
-`pspnet` (PSPNet), `pretrained` (load_pretrained), `build` (build_model, convert_sync_batchnorm),
-`checks` (argument checks shared by the models).
+`hrnet_fuse` (MSeg's bilinear branch fusion in timm's HRNet), `pspnet` (PSPNet), `pretrained`
+(load_pretrained), `mseg_checkpoint` (MSeg's released HRNet checkpoints mapped onto HRNetV2Seg), `build`
+(build_model, model_identity, convert_sync_batchnorm), `checks` (argument checks shared by the models).
 """
 
 from unifiedseg.models.backbones import (BACKBONE_FAMILIES, BackboneFamily, FeatureInfo,

@@ -19,9 +19,13 @@ stride: `HRNetV2Seg.size_multiple`); PSPNet (unifiedseg/models/pspnet.py) pools 
 whose stride must be its `output_stride`, and its auxiliary head reads the second-to-last one.
 
 A family is a named way of building backbones from a name: `BackboneFamily(name=..., names=..., build=...,
-example=..., networks=...)`, where `build(name, output_stride=None)` returns the backbone (`output_stride`
-is what PSPNet asks for: a family that cannot dilate its last stages refuses any value but None) and
-`networks` names the network types (`model.type`: "hrnet", "pspnet") its backbones plug into. Register
+example=..., networks=...)`, where `build(name, output_stride=None, **options)` returns the backbone
+(`output_stride` is what PSPNet asks for: a family that cannot dilate its last stages refuses any value
+but None; `options` are a network's architecture options, passed only when not at their defaults: the
+hrnet family takes `fuse_upsampling`, unifiedseg/models/hrnet_fuse.py) and `networks` names the network
+types (`model.type`: "hrnet", "pspnet") its backbones plug into. `classifier_prefixes` name the state_dict
+keys of the family's ImageNet classification head, which a pretrained file holds and a backbone has no
+place for (unifiedseg.models.pretrained reports them as expected). Register
 one with `register_backbone_family`: each network type takes the families that name it
 (`families_for(model_type)`), so a new family reaches the existing heads from its own registration,
 without touching their code.
@@ -35,6 +39,8 @@ from dataclasses import dataclass
 import timm
 import torch
 from torch import nn
+
+from unifiedseg.models.hrnet_fuse import FUSE_UPSAMPLING, use_bilinear_fuse
 
 # The timm feature indices of HRNet's four branch outputs (index 0 is the stride-2 stem).
 HRNET_BRANCH_INDICES = (1, 2, 3, 4)
@@ -96,10 +102,11 @@ class BackboneFamily:
     """A way of building backbones by name.
 
     names: the valid backbone names (called when needed: timm's lists are long to compute).
-    build: `build(name, output_stride=None) -> backbone` meeting the module docstring's contract.
+    build: `build(name, output_stride=None, **options) -> backbone` meeting the module docstring's contract.
     example: a small member, for checks and tests.
     display_name: how error messages call the family ("not a HRNet backbone").
     networks: the network types (`model.type` names) whose heads take these backbones.
+    classifier_prefixes: key prefixes of the ImageNet classification head in the family's pretrained files.
     """
 
     name: str
@@ -108,6 +115,7 @@ class BackboneFamily:
     example: str
     display_name: str
     networks: tuple[str, ...]
+    classifier_prefixes: tuple[str, ...] = ()
 
 
 BACKBONE_FAMILIES: dict[str, BackboneFamily] = {}
@@ -143,16 +151,22 @@ def resnet_backbone_names() -> list[str]:
     return timm.list_models(module="resnet")
 
 
-def build_hrnet_backbone(name: str, output_stride: int | None = None) -> nn.Module:
+def build_hrnet_backbone(name: str, output_stride: int | None = None, *, fuse_upsampling: str = "nearest") -> nn.Module:
     """timm's HRNet with `feature_location=''`: the plain branch outputs of the last stage (e.g. hrnet_w48:
     48, 96, 192, 384 channels at strides 4, 8, 16, 32) rather than timm's `'incre'` features (128..1024
-    channels through part of the classification head); the stride-2 stem is left out. It cannot dilate."""
+    channels through part of the classification head); the stride-2 stem is left out. It cannot dilate.
+    `fuse_upsampling` "bilinear" gives its modules MSeg's branch fusion (unifiedseg/models/hrnet_fuse.py)."""
     if output_stride is not None:
         raise ValueError(f"HRNet backbones keep all their strides (4 to 32); output_stride {output_stride} is not "
                          f"available")
+    if fuse_upsampling not in FUSE_UPSAMPLING:
+        raise ValueError(f"fuse_upsampling: {fuse_upsampling!r} is unknown; valid: {', '.join(FUSE_UPSAMPLING)}")
     # pretrained=False always: weights come from a local file through unifiedseg.models.pretrained.
-    return timm.create_model(name, pretrained=False, features_only=True, feature_location="",
-                             out_indices=HRNET_BRANCH_INDICES)
+    backbone = timm.create_model(name, pretrained=False, features_only=True, feature_location="",
+                                 out_indices=HRNET_BRANCH_INDICES)
+    if fuse_upsampling == "bilinear":
+        use_bilinear_fuse(backbone)
+    return backbone
 
 
 def build_resnet_backbone(name: str, output_stride: int | None = None) -> nn.Module:
@@ -162,10 +176,15 @@ def build_resnet_backbone(name: str, output_stride: int | None = None) -> nn.Mod
     return timm.create_model(name, pretrained=False, features_only=True, out_indices=RESNET_LAYER3_LAYER4, **kwargs)
 
 
+# The ImageNet classification heads (timm's names, the official files' too): HRNet's incre/downsample/final
+# layers and classifier (126 tensors for W48), ResNet's fc.
 register_backbone_family(BackboneFamily(name="hrnet", names=hrnet_backbone_names, build=build_hrnet_backbone,
-                                        example="hrnet_w18_small", display_name="HRNet", networks=("hrnet",)))
+                                        example="hrnet_w18_small", display_name="HRNet", networks=("hrnet",),
+                                        classifier_prefixes=("incre_modules.", "downsamp_modules.", "final_layer.",
+                                                             "classifier.")))
 register_backbone_family(BackboneFamily(name="resnet", names=resnet_backbone_names, build=build_resnet_backbone,
-                                        example="resnet18", display_name="ResNet", networks=("pspnet",)))
+                                        example="resnet18", display_name="ResNet", networks=("pspnet",),
+                                        classifier_prefixes=("fc.",)))
 
 
 def families_for(model_type: str) -> list[BackboneFamily]:
@@ -182,9 +201,16 @@ def family_display_name(families: Sequence[BackboneFamily]) -> str:
     return " or ".join(f.display_name for f in families)
 
 
-def build_backbone(name: str, *, families: Sequence[BackboneFamily], output_stride: int | None = None) -> nn.Module:
-    """The backbone `name` from the first of `families` that has it (the caller has checked the name)."""
+def family_of(name: str, families: Sequence[BackboneFamily]) -> BackboneFamily:
+    """The first of `families` that has the backbone `name`."""
     for family in families:
         if name in family.names():
-            return family.build(name, output_stride=output_stride)
+            return family
     raise ValueError(f"backbone {name!r} is not a {family_display_name(families)} backbone")
+
+
+def build_backbone(name: str, *, families: Sequence[BackboneFamily], output_stride: int | None = None,
+                   **options) -> nn.Module:
+    """The backbone `name` from the first of `families` that has it (the caller has checked the name);
+    `options` go to the family's build (pass only those not at their defaults)."""
+    return family_of(name, families).build(name, output_stride=output_stride, **options)

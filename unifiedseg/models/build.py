@@ -6,6 +6,11 @@
       num_classes: 194
       pretrained: null         # or a local checkpoint file for the backbone (unifiedseg.models.pretrained)
       dropout: 0.0
+      # hrnet only (unifiedseg/models/hrnet.py; MSeg's values in brackets, the defaults are timm's):
+      fuse_upsampling: nearest # nearest | bilinear [MSeg]: branch upsampling in the backbone's fuse layers
+      logits_align_corners: false  # true [MSeg]: logits resized to the input with align_corners=True
+      head_conv_bias: false    # true [MSeg]: the head's 1x1 conv before its BatchNorm has a bias
+      bn_momentum: null        # every BatchNorm's momentum (null: 0.1; MSeg: 0.01)
       # pspnet only:
       aux_weight: 0.4          # 0 disables the auxiliary head (hrnet accepts 0 only)
       output_stride: 8         # 8 | 16
@@ -14,7 +19,8 @@
 
 An unknown type or key is an error that names it and lists the valid ones; so is a bad value.
 `check_model_cfg` holds these rules without building anything (the config loader runs it when a config
-loads); `build_model` applies them and builds.
+loads); `build_model` applies them and builds. `model_identity` is what a checkpoint records of the model
+and must match to load (unifiedseg/engine/checkpoint.py).
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ from typing import Any
 
 from torch import nn
 
+from unifiedseg.models.backbones import families_for, family_of
 from unifiedseg.models.hrnet import HRNetV2Seg
 from unifiedseg.models.pretrained import load_pretrained
 from unifiedseg.models.pspnet import PSPNet
@@ -38,11 +45,14 @@ REQUIRED_KEYS = ("type", "backbone", "num_classes")
 COMMON_OPTIONAL_KEYS = ("pretrained", "dropout")
 # Per type: the model class and the config keys it takes besides REQUIRED_KEYS and COMMON_OPTIONAL_KEYS.
 MODEL_TYPES: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
-    "hrnet": (HRNetV2Seg, ("aux_weight",)),
+    "hrnet": (HRNetV2Seg, ("aux_weight",) + tuple(HRNetV2Seg.OPTION_DEFAULTS)),
     "pspnet": (PSPNet, ("aux_weight", "output_stride", "zoom_factor", "ppm_bins")),
 }
 # Every key a `model` section may hold, whatever its type (for suggestions across sections).
 MODEL_KEYS = REQUIRED_KEYS + COMMON_OPTIONAL_KEYS + tuple(dict.fromkeys(k for _, keys in MODEL_TYPES.values() for k in keys))
+# What identifies a model for its checkpoints: these keys, plus the architecture options its class lists in
+# IDENTITY_OPTIONS (those that change what the network computes, with their defaults).
+IDENTITY_KEYS = REQUIRED_KEYS
 
 
 class ModelConfigError(ValueError):
@@ -101,11 +111,25 @@ def build_model(cfg: Mapping[str, Any]) -> nn.Module:
 
     model.pretrained_report = None
     if pretrained is not None:
-        model.pretrained_report = load_pretrained(model.backbone, pretrained)
+        family = family_of(cfg["backbone"], families_for(model_class.model_type))
+        model.pretrained_report = load_pretrained(model.backbone, pretrained,
+                                                  classifier_prefixes=family.classifier_prefixes)
     logger.info(
         "model %s (%s): %.1fM parameters", model_type, cfg["backbone"], sum(p.numel() for p in model.parameters()) / 1e6
     )
     return model
+
+
+def model_identity(model_cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a checkpoint records of its model and must match to load: type, backbone, num_classes, and the
+    type's IDENTITY_OPTIONS (an option absent from `model_cfg` counts as its default, so checkpoints written
+    before it existed match). A bn_momentum or dropout does not change a trained network, so it is not part."""
+    model_cfg = to_plain(model_cfg) or {}
+    identity = {key: model_cfg.get(key) for key in IDENTITY_KEYS}
+    model_class = MODEL_TYPES.get(identity["type"], (None,))[0]
+    for key, default in getattr(model_class, "IDENTITY_OPTIONS", {}).items():
+        identity[key] = model_cfg.get(key, default)
+    return identity
 
 
 def convert_sync_batchnorm(model: nn.Module, *, enabled: bool, world_size: int) -> nn.Module:

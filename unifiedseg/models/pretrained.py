@@ -8,8 +8,12 @@ state_dict or one wrapped as `{'state_dict': ...}` / `{'model': ...}`, strips th
 and shape mismatches (listed, never silently skipped). A file that matches nothing at all is an error,
 since it is almost surely the wrong file (e.g. ResNet weights for an HRNet backbone).
 
-The names are timm's: a timm ImageNet checkpoint of the same architecture loads fully; its
-classifier tensors (`fc.*`, HRNet's `incre_modules.*`, `classifier.*`, ...) are reported as unexpected.
+The names are timm's: a timm ImageNet checkpoint of the same architecture loads fully. Its
+classification head (`fc.*`; HRNet's `incre_modules.*`, `downsamp_modules.*`, `final_layer.*`,
+`classifier.*`: 126 tensors in the official hrnetv2_w48_imagenet_pretrained.pth) has no place in a
+segmentation backbone: keys under the `classifier_prefixes` given (the backbone family's,
+unifiedseg/models/backbones.py) are reported as `classifier_keys`, expected and left out, so strict
+loading of an official ImageNet file passes; any other key without a place is unexpected.
 """
 
 from __future__ import annotations
@@ -54,7 +58,8 @@ class PretrainedLoadReport:
     `loaded_fraction` counts parameter values (numel), not tensors: 1.0 means every backbone weight
     came from the file. Buffers (BatchNorm running statistics) are loaded too but not counted.
     `missing_keys` are backbone tensors left as they were, including those in `shape_mismatches`;
-    `unexpected_keys` are checkpoint tensors the backbone has no place for.
+    `unexpected_keys` are checkpoint tensors the backbone has no place for, except `classifier_keys`:
+    those of the ImageNet classification head, expected in such a file and left out.
     """
 
     path: str
@@ -64,6 +69,7 @@ class PretrainedLoadReport:
     unexpected_keys: tuple[str, ...]
     shape_mismatches: tuple[ShapeMismatch, ...]
     stripped_prefixes: tuple[str, ...]
+    classifier_keys: tuple[str, ...] = ()
 
     def summary(self) -> str:
         text = (
@@ -71,6 +77,8 @@ class PretrainedLoadReport:
             f"({self.num_loaded_tensors} tensors); {len(self.missing_keys)} missing, "
             f"{len(self.unexpected_keys)} unexpected, {len(self.shape_mismatches)} shape mismatches"
         )
+        if self.classifier_keys:
+            text += f"; {len(self.classifier_keys)} ImageNet classification-head tensors left out (expected)"
         if self.stripped_prefixes:
             text += f"; stripped prefixes {', '.join(repr(p) for p in self.stripped_prefixes)}"
         return text
@@ -134,15 +142,34 @@ def _strip_prefixes(state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Ten
     return stripped, tuple(seen_prefixes)
 
 
-def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: bool = False) -> PretrainedLoadReport:
+def key_problems(*, missing, unexpected, mismatches, shown: int = 10) -> list[str]:
+    """What does not match between a checkpoint and a model, one phrase per kind (missing keys, unexpected
+    keys, `ShapeMismatch`es), naming the first `shown` of each; empty when everything matches."""
+    problems = []
+    if missing:
+        problems.append(f"missing {len(missing)}: {', '.join(list(missing)[:shown])}")
+    if unexpected:
+        problems.append(f"unexpected {len(unexpected)}: {', '.join(list(unexpected)[:shown])}")
+    if mismatches:
+        problems.append("shape mismatches (not loaded): " + ", ".join(
+            f"{m.key} checkpoint {m.checkpoint_shape} vs model {m.model_shape}" for m in list(mismatches)[:shown]))
+    return problems
+
+
+def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: bool = False,
+                    classifier_prefixes: tuple[str, ...] = ()) -> PretrainedLoadReport:
     """Copy matching tensors from the checkpoint at `path` into `backbone`, in place.
 
-    With `strict=True`, any missing or unexpected key or shape mismatch is an error; otherwise they
-    are reported (returned and logged as a warning).
+    Checkpoint keys under `classifier_prefixes` that the backbone has no place for are the ImageNet
+    classification head: reported as `classifier_keys`, never an error. With `strict=True`, any missing
+    or unexpected key or shape mismatch is an error; otherwise they are reported (returned and logged as
+    a warning).
     """
     path = Path(path)
     checkpoint, stripped_prefixes = _strip_prefixes(_read_checkpoint(path))
     model_state = backbone.state_dict()
+    classifier_keys = tuple(k for k in checkpoint if k not in model_state and k.startswith(tuple(classifier_prefixes)))
+    checkpoint = {k: v for k, v in checkpoint.items() if k not in classifier_keys}
 
     matched: dict[str, torch.Tensor] = {}
     mismatches: list[ShapeMismatch] = []
@@ -167,6 +194,7 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: boo
         unexpected_keys=unexpected,
         shape_mismatches=tuple(mismatches),
         stripped_prefixes=stripped_prefixes,
+        classifier_keys=classifier_keys,
     )
 
     if not matched:
@@ -175,16 +203,7 @@ def load_pretrained(backbone: nn.Module, path: str | os.PathLike, *, strict: boo
             f"checkpoint keys start {list(checkpoint)[:3]}, backbone keys start {list(model_state)[:3]}; "
             f"is it the weights of another architecture?"
         )
-    problems = []
-    if missing:
-        problems.append(f"missing {len(missing)}: {', '.join(missing[:10])}")
-    if unexpected:
-        problems.append(f"unexpected {len(unexpected)}: {', '.join(unexpected[:10])}")
-    if mismatches:
-        problems.append(
-            "shape mismatches (not loaded): "
-            + ", ".join(f"{m.key} checkpoint {m.checkpoint_shape} vs model {m.model_shape}" for m in mismatches[:10])
-        )
+    problems = key_problems(missing=missing, unexpected=unexpected, mismatches=mismatches)
     if strict and problems:
         raise PretrainedLoadError(f"{path} (config key {CONFIG_KEY!r}) does not match the backbone exactly: " + "; ".join(problems))
 
