@@ -365,3 +365,23 @@ def test_a_tsv_with_a_byte_order_mark_reads_and_keeps_it_and_a_folder_is_refused
     assert TaxonomyConverter.from_tsv(marked).fingerprint() == plain.fingerprint()
     with pytest.raises(TaxonomyError, match=rf"taxonomy TSV {tmp_path} is a folder, not a .tsv file"):
         TaxonomyTable.load(tmp_path)
+
+
+def test_dist_train_passes_max_restarts_to_torchrun(tmp_path):
+    """tools/dist_train.sh CONFIG N --max-restarts K key=value: K reaches torchrun, the overrides reach train.py
+    (a stand-in torchrun on PATH prints its arguments)."""
+    from pathlib import Path
+
+    fake = tmp_path / "torchrun"
+    fake.write_text('#!/usr/bin/env bash\nprintf "%s\\n" "$@"\n')
+    fake.chmod(0o755)
+    script = Path(__file__).resolve().parent.parent / "tools" / "dist_train.sh"
+    env = {**os.environ, "PATH": f"{tmp_path}:{os.environ['PATH']}"}
+    env.pop("MAX_RESTARTS", None)
+    args = subprocess.run(["bash", str(script), "c.yaml", "2", "--max-restarts", "1", "train.max_iters=5"],
+                          env=env, capture_output=True, text=True, check=True).stdout.splitlines()
+    assert args[args.index("--max-restarts") + 1] == "1" and args[args.index("--nproc_per_node") + 1] == "2"
+    assert args[-3:] == ["--config", "c.yaml", "train.max_iters=5"]
+    args = subprocess.run(["bash", str(script), "c.yaml", "2"], env=env, capture_output=True, text=True,
+                          check=True).stdout.splitlines()
+    assert args[args.index("--max-restarts") + 1] == "3" and args[-2:] == ["--config", "c.yaml"]
