@@ -159,6 +159,21 @@ def test_sigterm_saves_a_checkpoint_and_resuming_reproduces_the_uninterrupted_ru
     assert loss_by_iter(killed) == straight
 
 
+class SignalAfterTraining(Hook):
+    """Sends SIGTERM while the run finishes (after the final validation, before the final checkpoint)."""
+
+    def after_train(self, trainer):
+        if trainer.finished:
+            os.kill(os.getpid(), signal.SIGTERM)
+
+
+def test_a_signal_while_the_run_finishes_does_not_kill_it(demo_root, tmp_path):
+    # The signal handlers are restored last: a SIGTERM during the final steps is a stop request, which a
+    # finished run has no use for, not the default action (a kill with no final checkpoint).
+    metrics = train(demo_root, tmp_path / "run", hooks=[SignalAfterTraining()], **{"train.max_iters": 2})
+    assert (tmp_path / "run" / "checkpoints" / "final.pth").exists() and "miou" in metrics
+
+
 def test_a_stop_logs_the_interval_in_progress_and_the_resumed_run_logs_the_rest(demo_root, tmp_path):
     options = {"train.log_interval": 4, "train.checkpoint_interval": 0}
     train(demo_root, tmp_path / "straight", **options)

@@ -164,8 +164,11 @@ def _file_problem(path: Path) -> str | None:
     size = path.stat().st_size
     if size == 0:
         return "is empty (0 bytes): a write that was cut short, or a copy of one"
-    with open(path, "rb") as handle:
-        head = handle.read(64)
+    try:
+        with open(path, "rb") as handle:
+            head = handle.read(64)
+    except OSError as err:  # e.g. no read permission
+        return f"cannot be read: {err.strerror or err}"
     if head.startswith(b"PK\x03\x04"):  # a zip archive: what torch.save writes
         try:
             with zipfile.ZipFile(path) as archive:

@@ -9,18 +9,20 @@ every hook point (before_train, before_step, after_step, after_train) goes throu
                      saves, the schedule of the next iteration;
  2. SWAHook          (with `swa`) holds the averaged weights; at the end recomputes their BatchNorm
                      statistics, before the validation and the final checkpoint use them;
- 3. StopOnSignalHook SIGTERM / SIGINT ask the trainer to stop after the current step;
- 4. ValidationHook   (with validation datasets) every data.val.interval steps and at the end;
- 5. TrainingMIoUHook confusion matrices of the training predictions, for the log records;
- 6. the hooks of `train.hooks` in the config, in their order;
- 7. the hooks passed to `run_training(cfg, extra_hooks=...)`, in their order;
- 8. LoggingHook      writes the step's record (every hook before it has done its part, and any hook with
+ 3. ValidationHook   (with validation datasets) every data.val.interval steps and at the end;
+ 4. TrainingMIoUHook confusion matrices of the training predictions, for the log records;
+ 5. the hooks of `train.hooks` in the config, in their order;
+ 6. the hooks passed to `run_training(cfg, extra_hooks=...)`, in their order;
+ 7. LoggingHook      writes the step's record (every hook before it has done its part, and any hook with
                      a `log_record(trainer) -> dict` method adds to the record), and at the end writes
                      the interval in progress and closes the TensorBoard file;
- 9. CheckpointHook   last: periodic checkpoints, the final one, and one on a stop request, so a
+ 8. CheckpointHook   periodic checkpoints, the final one, and one on a stop request, so a
                      checkpoint holds every hook's state after the step. The logging hook also writes a
                      record at every checkpoint's iteration, so no checkpoint falls inside a log interval:
-                     a resumed run logs exactly what an uninterrupted one does.
+                     a resumed run logs exactly what an uninterrupted one does;
+ 9. StopOnSignalHook SIGTERM / SIGINT ask the trainer to stop after the current step. Last, so that its
+                     after_train restores the previous handlers only after the final validation and
+                     checkpoint: a signal during those is still a stop request, not a kill.
 
 after_train runs for every hook in a `finally`; when training raised, `trainer.exception` is set and
 ValidationHook, CheckpointHook and SWAHook do nothing, while StopOnSignalHook and LoggingHook still

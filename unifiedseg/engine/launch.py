@@ -238,8 +238,9 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
             "accumulate_grad": accumulate,
         }
 
-    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, signals, validation, training mIoU,
-    # the config's hooks, extra_hooks, logging, and the checkpoints last (they hold every hook's state).
+    # The order of unifiedseg/engine/hooks.py: schedule, SWA statistics, validation, training mIoU, the
+    # config's hooks, extra_hooks, logging, the checkpoints (they hold every hook's state), and the signal
+    # handlers last (restored only once the final validation and checkpoint are done).
     logging_hook = LoggingHook(work_dir=work_dir, interval=cfg.train.log_interval, enabled=dist.is_main,
                                checkpoint_interval=cfg.train.checkpoint_interval)
     hooks: list[Hook] = [LRScheduleHook(scheduler=scheduler, swa=swa)]
@@ -247,7 +248,6 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
         hooks.append(SWAHook(swa=swa, bn_loader=lambda: raise_worker_errors(iter(loader_for_bn(multi, sampler, cfg))),
                              bn_forward=lambda model, batch: averaged.predict_logits(batch["image"]),
                              bn_batches=SWA_BN_BATCHES))
-    hooks.append(StopOnSignalHook())
     validation = ValidationHook(evaluate=evaluate, interval=cfg.data.val.interval, logging_hook=logging_hook) \
         if val_sets else None
     if validation is not None:
@@ -266,6 +266,7 @@ def _train(cfg: DictConfig, extra_hooks: tuple, dist: DistContext, work_dir: Pat
     hooks.append(CheckpointHook(work_dir=work_dir, interval=cfg.train.checkpoint_interval,
                                 keep=cfg.train.keep_checkpoints, state=state, is_main=dist.is_main,
                                 before_final=write_final_metrics))
+    hooks.append(StopOnSignalHook())
     loader_batches = iter(loader)
     batches = raise_worker_errors(loader_batches)  # a worker's error arrives as the error it was
     trainer = Trainer(model=train_model, batches=batches, optimizer=optimizer, max_iters=max_iters,
