@@ -264,3 +264,13 @@ def test_validation_and_training_miou_hooks_keep_their_state():
     again.load_state_dict(counting.state_dict())
     assert torch.equal(again.matrices["a"].matrix, counting.matrices["a"].matrix)
     assert again.log_record(FakeTrainer()) == counting.log_record(FakeTrainer())
+
+
+def test_a_stops_checkpoint_counts_among_the_kept_ones(tmp_path):
+    class StopAt3(Hook):
+        def after_step(self, trainer):
+            trainer.stop_requested = trainer.stop_requested or trainer.iter == 3
+
+    checkpoints = CheckpointHook(work_dir=tmp_path, interval=2, keep=1, state=lambda trainer: {}, is_main=True)
+    toy_trainer([StopAt3(), checkpoints], max_iters=10).train()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["iter_00000003.pth"]

@@ -262,6 +262,8 @@ class CheckpointHook(Hook):
             self.save(checkpoint_dir(self.work_dir) / FINAL_NAME, trainer, before=self.before_final)
         elif trainer.stop_requested and trainer.iter > trainer.start_iter:
             self.save(periodic_path(self.work_dir, trainer.iter), trainer)
+            if self.is_main:  # a stop's checkpoint counts among the `keep` newest, as a periodic one does
+                prune_checkpoints(self.work_dir, self.keep)
 
 
 # ---- logging ------------------------------------------------------------------------------------------------
