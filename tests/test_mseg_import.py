@@ -259,7 +259,8 @@ def test_zoo_configs_hold_msegs_architecture_and_test_settings(path):
     assert (settings.flip, settings.window, settings.pad_mode) == (True, "uniform", "mean")
     assert settings.short_side == {"mseg-3m-720p": 720, "mseg-3m-480p": 360}.get(path.stem, 1080)
     converter = training_converter(cfg)
-    oracle = {"camvid-11-1m": 11, "kitti-19-1m": 19, "pascal-context-60-1m": 60, "scannet-20-1m": 20, "voc2012-1m": 21}
+    oracle = {"camvid-11-1m": 11, "kitti-19-1m": 19, "pascal-context-60-1m": 60, "scannet-20-1m": 20, "voc2012-1m": 21,
+              "mseg-naive-1m": 316}
     assert converter.num_classes == oracle.get(path.stem, 194)
     assert cfg.train.num_examples == (3000000 if path.stem.startswith("mseg-3m") else 1000000)
 
@@ -336,3 +337,21 @@ def test_fine_tuning_starts_from_the_imported_weights_and_resume_takes_precedenc
     with pytest.raises(CheckpointError, match=r"holds weights only .* cannot be resumed; start a run from it with "
                                               r"train.load_from="):
         run_training(load_config(config, [*overrides, f"work_dir={tmp_path / 'other'}", f"train.resume={checkpoint}"]))
+
+
+def test_msegs_naive_merge_model_imports_into_its_own_label_space(tmp_path):
+    """MSeg's naive-merge file has 316 outputs (id 255 unused): it imports with config/mseg_zoo/mseg-naive-1m.yaml,
+    whose predictions then map to a test dataset by class name; our own `naive` space (350) refuses it."""
+    config = tmp_path / "naive-small.yaml"
+    config.write_text(f"_base_: {REPO / 'config' / 'mseg_zoo' / 'mseg-naive-1m.yaml'}\nmodel: {{backbone: hrnet_w18_small}}\n")
+    torch.manual_seed(3)
+    reference = randomized(MSegHRNet("hrnet_w18_small", 316))
+    out = imported(tmp_path, config, reference)
+    cfg = load_config(config, WHOLE)
+    predictor = Predictor(cfg, out, device="cpu", output_dataset="camvid-11")
+    assert predictor.num_classes == 11 and predictor.models[0].num_classes == 316
+    ours = tmp_path / "ours.yaml"
+    ours.write_text(f"_base_: {config}\ntaxonomy: {{kind: naive}}\n")
+    save_mseg_checkpoint(reference, tmp_path / "again.pth")
+    assert import_main(["--format", "mseg", "--config", str(ours), str(tmp_path / "again.pth"),
+                        str(tmp_path / "ours.pth")]) == 2

@@ -170,7 +170,7 @@ def test_oracle_is_the_identity_in_the_datasets_own_taxonomy(tiny_tsv):
     assert build_converter("oracle", tiny_tsv, ["dsB"]).class_names == ["ground", "car", "truck", "sky", "person"]
     with pytest.raises(TaxonomyError, match="exactly one dataset"):
         build_converter("oracle", tiny_tsv, ["dsA", "dsB"])
-    with pytest.raises(TaxonomyError, match="valid kinds: unified, naive, oracle"):
+    with pytest.raises(TaxonomyError, match="valid kinds: unified, naive, mseg-naive, oracle"):
         build_converter("merged", tiny_tsv)
 
 
@@ -245,3 +245,33 @@ def test_to_universal_matches_a_per_pixel_dictionary_lookup(mseg, label, dataset
 def test_labelable_classes_are_the_hard_targets(tiny):
     assert tiny.labelable_classes("dsA") == [ROAD, SIDEWALK, SKY]  # vehicle is one-to-many, ego ignored
     assert tiny.labelable_classes("dsB") == [CAR, TRUCK, SKY, PERSON]
+
+
+def test_mseg_naive_is_msegs_own_naive_merge_space():
+    """mseg-api's NaiveTaxonomyConverter, re-derived here from the shipped class-name lists: names lower-cased
+    and merged in dataset order, output id 255 skipped, test classes matched by lower-cased name."""
+    from unifiedseg.taxonomy import TaxonomyTable
+    from unifiedseg.taxonomy.converter import MSegNaiveTaxonomyConverter, build_converter
+
+    datasets = ["ade20k-150", "bdd", "cityscapes-19", "coco-panoptic-133", "idd-39", "mapillary-public65", "sunrgbd-37"]
+    table = TaxonomyTable.load("mseg")
+    expected, next_id = {}, 0
+    for dataset in datasets:
+        for name in table.dataset_names(dataset):
+            if name.lower() not in expected:
+                expected[name.lower()] = next_id
+                next_id += 1 + (next_id + 1 == 255)
+    converter = build_converter("mseg-naive", "mseg", datasets)
+    assert isinstance(converter, MSegNaiveTaxonomyConverter) and converter.num_classes == 316
+    assert {name: converter.class_names.index(name) for name in expected} == expected
+    assert converter.class_names[255] == MSegNaiveTaxonomyConverter.PLACEHOLDER
+    names = table.dataset_names("mapillary-public65")
+    bicyclist = names.index("Bicyclist")
+    lut = converter.to_universal(np.arange(len(names), dtype=np.uint8), "mapillary-public65")
+    assert lut[bicyclist] == expected["bicyclist"] and 255 not in lut.tolist()  # no class maps to the hole
+    camvid = table.dataset_names("camvid-11")
+    matrix = converter.test_matrix("camvid-11")
+    for t, name in enumerate(camvid):  # a test class counts the naive class of its name, or none
+        counted = matrix[t].nonzero().flatten().tolist()
+        assert counted == ([expected[name.lower()]] if name.lower() in expected else [])
+    assert converter.test_matrix("camvid-11")[:, 255].sum() == 0

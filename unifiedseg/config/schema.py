@@ -19,7 +19,7 @@ from unifiedseg.constants import IMAGENET_MEAN, IMAGENET_STD
 @dataclass
 class TaxonomyConfig:
     tsv: str = "mseg"  # shipped taxonomy name (mseg, demo) or path to a TSV
-    kind: str = "unified"  # unified | naive (MSeg's naive merge) | oracle (one dataset in its own taxonomy)
+    kind: str = "unified"  # unified | naive (names merged where identical) | mseg-naive (MSeg's own naive-merge space, for its released model) | oracle (one dataset in its own taxonomy)
 
 
 @dataclass

@@ -34,7 +34,7 @@ from unifiedseg.taxonomy.validate import raise_on_errors, validate
 from unifiedseg.utils.names import suggest
 
 # The converter kinds a config may name (taxonomy.kind).
-TAXONOMY_KINDS = ("unified", "naive", "oracle")
+TAXONOMY_KINDS = ("unified", "naive", "mseg-naive", "oracle")
 
 
 @dataclass(frozen=True)
@@ -337,6 +337,51 @@ class NaiveTaxonomyConverter(TaxonomyConverter):
         return cls(class_names=class_names, train=train, test=test, source=unified.source)
 
 
+class MSegNaiveTaxonomyConverter(TaxonomyConverter):
+    """MSeg's own naive-merge label space (mseg-api's NaiveTaxonomyConverter), the output space of MSeg's
+    released naive-merge model, so that it can be imported and evaluated as published.
+
+    Classes are the lower-cased class names of the training datasets in their given order (MSeg's order:
+    ade20k-150, bdd, cityscapes-19, coco-panoptic-133, idd-39, mapillary-public65, sunrgbd-37), merged where
+    the lower-cased names are equal; every dataset class is one of them. Output id 255 is skipped (MSeg
+    reserved it for its ignore label), so the space has one class more than names: a placeholder that no
+    dataset maps to (316 outputs over MSeg's seven datasets). A test class counts the naive class of the
+    same lower-cased name, if any (test classes no training dataset names get no prediction, as in MSeg).
+    Our own `naive` kind differs on purpose (names merged only where identical, the unified TSV's test
+    mapping); use this kind for MSeg's released model.
+    """
+
+    kind = "mseg-naive"
+    SKIPPED_ID = 255
+    PLACEHOLDER = "(id 255: unused, MSeg's ignore label)"
+
+    @classmethod
+    def from_tsv(cls, tsv="mseg", train_datasets=None, test_datasets=None) -> "MSegNaiveTaxonomyConverter":
+        table = _load_valid_table(tsv)
+        train_datasets = _select(table, train_datasets, table.train_datasets, "training")
+        test_datasets = _select(table, test_datasets, table.test_datasets, "test")
+        class_names: list[str] = []
+        index: dict[str, int] = {}
+        train = {}
+        for dataset in train_datasets:
+            names = table.dataset_names(dataset)
+            for name in names:
+                if name.lower() not in index:
+                    if len(class_names) == cls.SKIPPED_ID:
+                        class_names.append(cls.PLACEHOLDER)
+                    index[name.lower()] = len(class_names)
+                    class_names.append(name.lower())
+            train[dataset] = DatasetMapping(tuple(names), tuple(frozenset([index[n.lower()]]) for n in names))
+        test = {}
+        for dataset in test_datasets:
+            names = table.dataset_names(dataset)
+            test_id = {}
+            for i, name in enumerate(names):
+                test_id.setdefault(name.lower(), i)
+            test[dataset] = TestMapping(tuple(names), tuple(test_id.get(name) for name in class_names))
+        return cls(class_names=class_names, train=train, test=test, source=f"{table.path} (MSeg's naive merge)")
+
+
 class OracleTaxonomyConverter(TaxonomyConverter):
     """One dataset in its own taxonomy (MSeg's oracle runs): identity mapping, train and test."""
 
@@ -356,7 +401,7 @@ class OracleTaxonomyConverter(TaxonomyConverter):
 
 
 def check_taxonomy_kind(kind: str, train_datasets=None) -> None:
-    """A converter kind a config may name ('unified', 'naive' or 'oracle'), with the training datasets it
+    """A converter kind a config may name ('unified', 'naive', 'mseg-naive' or 'oracle'), with the training datasets it
     takes (an oracle: exactly one)."""
     if kind not in TAXONOMY_KINDS:
         hint = suggest(kind, list(TAXONOMY_KINDS)) if isinstance(kind, str) else ""
@@ -367,12 +412,14 @@ def check_taxonomy_kind(kind: str, train_datasets=None) -> None:
 
 
 def build_converter(kind: str, tsv="mseg", train_datasets=None, test_datasets=None):
-    """Construct the converter a config names: kind is 'unified', 'naive' or 'oracle'."""
+    """Construct the converter a config names: kind is 'unified', 'naive', 'mseg-naive' or 'oracle'."""
     check_taxonomy_kind(kind, train_datasets)
     if kind == "unified":
         return TaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
     if kind == "naive":
         return NaiveTaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
+    if kind == "mseg-naive":
+        return MSegNaiveTaxonomyConverter.from_tsv(tsv, train_datasets, test_datasets)
     return OracleTaxonomyConverter.for_dataset(list(train_datasets)[0], tsv)
 
 
