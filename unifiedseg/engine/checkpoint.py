@@ -24,10 +24,8 @@ which ones it skipped.
 from __future__ import annotations
 
 import logging
-import pickle
 import random
 import re
-import warnings
 import zipfile
 from pathlib import Path
 
@@ -36,7 +34,7 @@ import torch
 
 from unifiedseg.models.build import IDENTITY_KEYS, model_identity
 from unifiedseg.utils.fileio import atomic_write, check_free_space, format_bytes
-from unifiedseg.utils.names import first_line
+from unifiedseg.utils.torchfile import TorchFileError, load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -134,27 +132,16 @@ def load_checkpoint(path, map_location="cpu") -> dict:
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}")
     try:
-        with warnings.catch_warnings():  # a plain pickle's protocol warning: the error below says more
-            warnings.filterwarnings("ignore", message="Detected pickle protocol")
-            state = torch.load(path, map_location=map_location, weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise CheckpointError(f"{path}: not loaded: weights_only=True reads only tensors and plain values, and this "
-                              f"file holds other objects or is not a torch.save file ({_unpickler_reason(err)})") from None
-    except Exception as err:  # noqa: BLE001 -- a damaged file raises RuntimeError, EOFError, KeyError, ValueError...
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): "
-                              f"{type(err).__name__}: {first_line(err)}") from None
+        state = load_weights_only(path, map_location=map_location)
+    except TorchFileError as err:
+        if err.refused:
+            raise CheckpointError(f"{path}: not loaded: weights_only=True reads only tensors and plain values, and "
+                                  f"this file holds other objects or is not a torch.save file ({err.reason})") from None
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (truncated or corrupt?): {err.reason}") from None
     problem = _contents_problem(state)
     if problem is not None:
         raise CheckpointError(f"{path}: {problem}")
     return state
-
-
-def _unpickler_reason(err: Exception) -> str:
-    """The line of torch's weights_only refusal that says what was refused (the rest is boilerplate)."""
-    boilerplate = ("Weights only load failed", "Please file an issue", "Check the documentation")
-    lines = [line.replace("WeightsUnpickler error:", "").strip() for line in str(err).splitlines()]
-    reasons = [line for line in lines if line and not line.startswith(boilerplate)]
-    return reasons[0] if reasons else first_line(err)
 
 
 def _file_problem(path: Path) -> str | None:

@@ -22,7 +22,6 @@ expected and what was found.
 
 from __future__ import annotations
 
-import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +29,7 @@ import torch
 from torch import nn
 
 from unifiedseg.models.pretrained import ShapeMismatch, key_problems
+from unifiedseg.utils.torchfile import TorchFileError, load_weights_only
 
 DDP_PREFIX = "module."
 # MSeg's head modules and ours (the ReLU, last_layer.2, has no weights).
@@ -101,12 +101,12 @@ def read_mseg_state(path) -> tuple[dict[str, torch.Tensor], str, dict]:
     if not path.is_file():
         raise FileNotFoundError(f"MSeg checkpoint {path} does not exist")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise MsegCheckpointError(f"{path} holds objects other than tensors and plain values, so it is not loaded "
-                                  f"(weights_only=True): {str(err).splitlines()[0]}") from None
-    except (RuntimeError, EOFError, OSError) as err:
-        raise MsegCheckpointError(f"{path} is not a readable PyTorch checkpoint: {str(err).splitlines()[0]}") from None
+        obj = load_weights_only(path)
+    except TorchFileError as err:
+        if err.refused:
+            raise MsegCheckpointError(f"{path} holds objects other than tensors and plain values, so it is not loaded "
+                                      f"(weights_only=True): {err.reason}") from None
+        raise MsegCheckpointError(f"{path} is not a readable PyTorch checkpoint: {err.reason}") from None
     expected = "MSeg's train.py checkpoint (a dict with 'state_dict') or a bare state dict"
     if not isinstance(obj, dict):
         raise MsegCheckpointError(f"{path}: expected {expected}, found a {type(obj).__name__}")

@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import logging
 import os
-import pickle
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from unifiedseg.utils.torchfile import TorchFileError, load_weights_only
 
 logger = logging.getLogger(__name__)
 
@@ -92,14 +93,14 @@ def _read_checkpoint(path: Path) -> dict[str, torch.Tensor]:
             f"use null to start from random weights)"
         )
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        raise PretrainedLoadError(
-            f"{path} (config key {CONFIG_KEY!r}) holds objects other than tensors and plain containers, "
-            f"which are refused (loaded with weights_only=True): {err}"
-        ) from err
-    except Exception as err:  # torch raises RuntimeError / EOFError / zipfile errors on corrupt files
-        raise PretrainedLoadError(f"cannot read {path} (config key {CONFIG_KEY!r}): {err}") from err
+        obj = load_weights_only(path)
+    except TorchFileError as err:
+        if err.refused:
+            raise PretrainedLoadError(
+                f"{path} (config key {CONFIG_KEY!r}) holds objects other than tensors and plain containers, "
+                f"which are refused (loaded with weights_only=True): {err.reason}"
+            ) from None
+        raise PretrainedLoadError(f"cannot read {path} (config key {CONFIG_KEY!r}): {err.reason}") from None
 
     if not isinstance(obj, dict):
         raise PretrainedLoadError(
